@@ -1,0 +1,151 @@
+// The only file that knows Python: converts arrays while holding the GIL, then releases it
+// around the engine's work. Argument checking with user-facing messages is done by the
+// Python layer (python/rnnext/rnn.py); the checks here only guard memory safety.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "model.hpp"
+
+namespace py = pybind11;
+using namespace rnnext;
+
+template <class T>
+using Arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using IdArr = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+using LenArr = py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>;
+
+static void expect_size(const py::array& a, py::ssize_t n, const char* name) {
+    if (a.size() != n)
+        throw py::value_error(std::string(name) + ": expected " + std::to_string(n) + " elements, got " +
+                              std::to_string(a.size()));
+}
+
+static Act parse_act(const std::string& s) {
+    if (s == "tanh") return Act::tanh;
+    if (s == "relu") return Act::relu;
+    if (s == "sigmoid") return Act::sigmoid;
+    throw py::value_error("nonlinearity: expected 'tanh', 'relu' or 'sigmoid', got '" + s + "'");
+}
+
+static OutAct parse_out_act(const std::string& s) {
+    if (s == "none") return OutAct::none;
+    if (s == "sigmoid") return OutAct::sigmoid;
+    if (s == "softmax") return OutAct::softmax;
+    throw py::value_error("output_activation: expected 'none', 'sigmoid' or 'softmax', got '" + s + "'");
+}
+
+template <class T>
+static void bind_model(py::module_& m, const char* name) {
+    using M = Model<T>;
+    py::class_<M>(m, name)
+        .def(py::init([](Index input_size, Index hidden_size, Index output_size, Index num_layers, Index vocab_size,
+                         bool bidirectional, bool learn_h0, double dropout, const std::string& act,
+                         const std::string& out_act) {
+                 Config c;
+                 c.input_size = input_size;
+                 c.hidden_size = hidden_size;
+                 c.output_size = output_size;
+                 c.num_layers = num_layers;
+                 c.vocab_size = vocab_size;
+                 c.bidirectional = bidirectional;
+                 c.learn_h0 = learn_h0;
+                 c.dropout = dropout;
+                 c.act = parse_act(act);
+                 c.out_act = parse_out_act(out_act);
+                 return new M(c);
+             }),
+             py::arg("input_size"), py::arg("hidden_size"), py::arg("output_size"), py::arg("num_layers"),
+             py::arg("vocab_size"), py::arg("bidirectional"), py::arg("learn_h0"), py::arg("dropout"),
+             py::arg("nonlinearity"), py::arg("output_activation"))
+        .def_property_readonly("layout",
+                               [](const M& self) {
+                                   py::list out;
+                                   for (const auto& t : self.layout)
+                                       out.append(py::make_tuple(t.name, t.offset, py::tuple(py::cast(t.shape))));
+                                   return out;
+                               })
+        // Flat 1-D views of the parameter and gradient buffers; they keep the model alive.
+        .def_property_readonly("params",
+                               [](py::object self) {
+                                   M& s = self.cast<M&>();
+                                   return py::array_t<T>({(py::ssize_t)s.size()}, {sizeof(T)}, s.params(), self);
+                               })
+        .def_property_readonly("grads",
+                               [](py::object self) {
+                                   M& s = self.cast<M&>();
+                                   return py::array_t<T>({(py::ssize_t)s.size()}, {sizeof(T)}, s.grads(), self);
+                               })
+        .def_property_readonly("has_forward", &M::has_forward)
+        .def("seed", [](M& self, std::uint64_t s) { self.seed(s); })
+        .def("zero_grad",
+             [](M& self) {
+                 py::gil_scoped_release nogil;
+                 std::lock_guard<std::mutex> lock(self.mutex());
+                 self.zero_grad();
+             })
+        .def(
+            "forward",
+            [](M& self, std::optional<Arr<T>> x, std::optional<IdArr> ids, std::optional<Arr<T>> h0,
+               std::optional<LenArr> lengths, Index Tn, Index B, bool training) {
+                const Index H = self.cfg.hidden_size;
+                if (x.has_value() == ids.has_value()) throw py::value_error("exactly one of x and ids is needed");
+                if (Tn < 0 || B < 0) throw py::value_error("T and B must be non-negative");
+                if (x) expect_size(*x, checked_mul(checked_mul(Tn, B), self.cfg.input_size), "x");
+                if (ids) expect_size(*ids, checked_mul(Tn, B), "ids");
+                if (ids && self.cfg.vocab_size == 0) throw py::value_error("ids given to a model without vocabulary");
+                if (x && self.cfg.vocab_size > 0) throw py::value_error("x given to a model with a vocabulary");
+                if (h0) expect_size(*h0, checked_mul(self.states() * B, H), "h0");
+                if (lengths) expect_size(*lengths, B, "lengths");
+                Arr<T> y({Tn, B, self.out_features()});
+                Arr<T> h_n({self.states(), B, H});
+                const T* xp = x ? x->data() : nullptr;
+                const std::int64_t* ip = ids ? ids->data() : nullptr;
+                const T* hp = h0 ? h0->data() : nullptr;
+                const std::int32_t* lp = lengths ? lengths->data() : nullptr;
+                T* yp = y.mutable_data();
+                T* hnp = h_n.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    std::lock_guard<std::mutex> lock(self.mutex());
+                    self.forward(yp, hnp, xp, ip, hp, lp, Tn, B, training);
+                }
+                return py::make_tuple(y, h_n);
+            },
+            py::arg("x"), py::arg("ids"), py::arg("h0"), py::arg("lengths"), py::arg("T"), py::arg("B"),
+            py::arg("training"))
+        .def(
+            "backward",
+            [](M& self, Arr<T> grad, std::optional<Arr<T>> dh_n, bool wrt_logits, bool want_dx) {
+                if (!self.has_forward()) throw py::value_error("backward() needs a forward() first");
+                const Index Tn = self.last_T(), B = self.last_B(), H = self.cfg.hidden_size;
+                expect_size(grad, Tn * B * self.out_features(), "grad");
+                if (dh_n) expect_size(*dh_n, self.states() * B * H, "dh_n");
+                want_dx = want_dx && self.cfg.vocab_size == 0;
+                Arr<T> dx(want_dx ? std::vector<py::ssize_t>{Tn, B, self.cfg.input_size}
+                                  : std::vector<py::ssize_t>{0});
+                Arr<T> dh0({self.states(), B, H});
+                Arr<T> norms({self.states(), Tn});
+                const T* gp = grad.data();
+                const T* dhp = dh_n ? dh_n->data() : nullptr;
+                T* dxp = want_dx ? dx.mutable_data() : nullptr;
+                T* dh0p = dh0.mutable_data();
+                T* np = norms.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    std::lock_guard<std::mutex> lock(self.mutex());
+                    self.backward(dxp, dh0p, np, gp, dhp, wrt_logits);
+                }
+                return py::make_tuple(want_dx ? py::object(dx) : py::none(), dh0, norms);
+            },
+            py::arg("grad"), py::arg("dh_n"), py::arg("wrt_logits"), py::arg("want_dx"));
+}
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "rnnext engine: Elman RNN forward and backpropagation through time";
+    bind_model<float>(m, "ModelF32");
+    bind_model<double>(m, "ModelF64");
+}

@@ -1,0 +1,7 @@
+"""rnnext: vanilla recurrent neural networks with forward and BPTT in C++/Eigen."""
+
+from . import losses, optim
+from ._version import __version__
+from .rnn import RNN
+
+__all__ = ["RNN", "losses", "optim", "__version__"]

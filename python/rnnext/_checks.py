@@ -1,0 +1,87 @@
+"""Argument checks shared by the public entry points.
+
+Every message names the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def check_int(name: str, value: Any, minimum: Optional[int] = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        expected = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name}: expected one of {expected}, got {value!r}")
+    return value
+
+
+def check_dtype(value: Any) -> np.dtype:
+    try:
+        dt = np.dtype(value)
+    except TypeError as e:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {value!r}") from e
+    if dt not in FLOAT_DTYPES.values():
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {value!r}")
+    return dt
+
+
+def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous array of the model's dtype; real numbers only (no copy when possible)."""
+    arr = value if isinstance(value, np.ndarray) else _from_sequence(name, value)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def as_int_array(name: str, value: Any) -> np.ndarray:
+    arr = value if isinstance(value, np.ndarray) else _from_sequence(name, value)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            pass  # whole-valued floats are accepted as integers
+        elif not (arr.dtype.kind == "f" and arr.size == 0):
+            raise TypeError(f"{name}: expected integers, got an array of dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _from_sequence(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name}: expected an array-like of numbers, got {type(value).__name__}: {e}") from e
+
+
+def check_shape(name: str, arr: np.ndarray, expected: Sequence[Optional[int]], axes: Sequence[str]) -> None:
+    """`expected` holds a size per axis or None for any size; `axes` names the axes."""
+    if arr.ndim != len(expected):
+        want = "(" + ", ".join(axes) + ")"
+        raise ValueError(f"{name}: expected {len(expected)} dimensions {want}, got shape {arr.shape}")
+    for i, (got, want_n) in enumerate(zip(arr.shape, expected)):
+        if want_n is not None and got != want_n:
+            raise ValueError(
+                f"{name}: axis {i} ({axes[i]}) should have size {want_n}, got {got} (shape {arr.shape})"
+            )
+
+
+def first_bad_position(mask: np.ndarray) -> tuple:
+    """Index of the first True in a boolean array, as a tuple."""
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def check_keys(name: str, got: Iterable[str], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(got) - set(allowed))
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {unknown}; expected some of {sorted(allowed)}")
