@@ -1,0 +1,491 @@
+"""Training-step time of rnnext against PyTorch, JAX and plain NumPy, side by side in one run.
+
+One training step = forward, loss, backpropagation through time and an SGD update of a tanh
+RNN with a linear output layer and softmax cross-entropy summed over all steps (the
+DeepBench shape: relu, no output layer, loss sum(y * R) for a fixed R). All implementations
+start from the same parameters and their first losses are compared, so the table also says
+whether they computed the same thing. Rounds are interleaved (every implementation runs a
+block of steps per round) so drift on a shared machine hits all of them alike.
+
+    python bench/bench_train.py                      # all shapes, all peers found
+    python bench/bench_train.py --shapes latency small --json out.json
+    python bench/bench_train.py --threads 1
+
+Missing peers (torch, jax) are reported as missing. Nothing here is a test: no figure is
+asserted; the goals are printed as met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+SHAPES = {  # name: (I, H, O, B, T, nonlinearity); O None: no output layer
+    "latency": (32, 64, 32, 1, 200, "tanh"),
+    "small": (64, 128, 64, 16, 100, "tanh"),
+    "medium": (128, 256, 128, 32, 100, "tanh"),
+    "large": (512, 1024, 512, 64, 50, "tanh"),
+    "deepbench": (1760, 1760, None, 16, 50, "relu"),
+}
+# Goals of the issue: rnnext time / JAX time at most this much.
+GOAL_VS_JAX = {"latency": 0.5, "small": 0.6, "medium": 0.8, "large": 1.0}
+LR = 1e-5
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    p.add_argument("--peers", nargs="+", choices=["rnnext", "numpy", "torch", "jax"],
+                   default=["rnnext", "numpy", "torch", "jax"])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for every implementation (default: all cores)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per shape")
+    p.add_argument("--block", type=float, default=0.15,
+                   help="seconds of steps each implementation runs per round (at least one step)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--no-stream", action="store_true", help="skip the streaming step() timing")
+    return p.parse_args(argv)
+
+
+ARGS = parse_args()
+# Thread counts must be set before NumPy (OpenBLAS) and JAX (XLA) start their pools.
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+if ARGS.threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import numpy as np  # noqa: E402
+
+
+def flops_per_step(I: int, H: int, O: Optional[int], B: int, T: int) -> float:
+    """6*T*B*(I*H + H*H + H*O): forward, input/state gradients and weight gradients."""
+    return 6.0 * T * B * (I * H + H * H + H * (O or 0))
+
+
+def make_problem(shape: str) -> Dict[str, Any]:
+    I, H, O, B, T, act = SHAPES[shape]
+    rng = np.random.default_rng(0)
+    k = 1.0 / np.sqrt(H)
+    p = {
+        "W_x": rng.uniform(-k, k, (I, H)),
+        "W_h": rng.uniform(-k, k, (H, H)),
+        "b_h": rng.uniform(-k, k, H),
+    }
+    if O:
+        p["W_y"] = rng.uniform(-k, k, (H, O))
+        p["b_y"] = rng.uniform(-k, k, O)
+    p = {n: v.astype(np.float32) for n, v in p.items()}
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    targets = rng.integers(0, O, (T, B)) if O else None
+    R = None if O else rng.standard_normal((T, B, H)).astype(np.float32)
+    return dict(I=I, H=H, O=O, B=B, T=T, act=act, params=p, x=x, targets=targets, R=R)
+
+
+# ----------------------------------------------------------------- implementations
+# Each builder returns step() -> loss (float), running one full training step.
+
+
+def build_rnnext(pb: Dict[str, Any]) -> Callable[[], float]:
+    import rnnext
+    from rnnext.losses import softmax_cross_entropy
+
+    if hasattr(rnnext, "set_num_threads"):
+        rnnext.set_num_threads(ARGS.threads)
+    rnn = rnnext.RNN(pb["I"], pb["H"], pb["O"], nonlinearity=pb["act"], dtype="float32", seed=0)
+    for name, v in pb["params"].items():
+        rnn.params[name][...] = v
+    opt = rnnext.optim.SGD(rnn, lr=LR)
+    x, targets, R = pb["x"], pb["targets"], pb["R"]
+    no_dx = _accepts(rnn.backward, "need_dx")
+
+    def step() -> float:
+        y, _ = rnn(x)
+        if targets is not None:
+            loss, grad = softmax_cross_entropy(y, targets, reduction="sum")
+        else:
+            loss, grad = float(np.vdot(y, R)), R
+        opt.zero_grad()
+        if no_dx:
+            rnn.backward(grad, wrt="logits" if targets is not None else "y", need_dx=False)
+        else:
+            rnn.backward(grad, wrt="logits" if targets is not None else "y")
+        opt.step()
+        return loss
+
+    step.model = rnn  # type: ignore[attr-defined]
+    return step
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(fn).parameters
+
+
+def build_numpy(pb: Dict[str, Any]) -> Callable[[], float]:
+    """The same algorithm in plain NumPy: input projection and weight gradients as single
+    GEMMs over all T*B rows, only s_{t-1} W_h and dS W_h^T inside the loops."""
+    p = {n: v.copy() for n, v in pb["params"].items()}
+    x, targets, R, act = pb["x"], pb["targets"], pb["R"], pb["act"]
+    T, B, I, H, O = pb["T"], pb["B"], pb["I"], pb["H"], pb["O"]
+    S = np.empty((T, B, H), np.float32)
+    h0 = np.zeros((B, H), np.float32)
+    rows = np.arange(T * B)
+
+    def step() -> float:
+        np.matmul(x.reshape(T * B, I), p["W_x"], out=S.reshape(T * B, H))
+        S[...] += p["b_h"]
+        prev = h0
+        for t in range(T):
+            S[t] += prev @ p["W_h"]
+            if act == "tanh":
+                np.tanh(S[t], out=S[t])
+            else:
+                np.maximum(S[t], 0, out=S[t])
+            prev = S[t]
+        Sf = S.reshape(T * B, H)
+        if O:
+            z = Sf @ p["W_y"] + p["b_y"]
+            z -= z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            se = e.sum(axis=1, keepdims=True)
+            t_flat = targets.reshape(-1)
+            loss = float(np.sum(np.log(se[:, 0]) - z[rows, t_flat]))
+            dz = e / se
+            dz[rows, t_flat] -= 1.0
+            g = {"W_y": Sf.T @ dz, "b_y": dz.sum(axis=0)}
+            dS = (dz @ p["W_y"].T).reshape(T, B, H)
+        else:
+            loss, g, dS = float(np.vdot(S, R)), {}, R
+        dP = np.empty_like(S)
+        dh = np.zeros((B, H), np.float32)
+        WhT = p["W_h"].T
+        for t in range(T - 1, -1, -1):
+            gt = dS[t] + dh
+            gt *= (1.0 - S[t] * S[t]) if act == "tanh" else (S[t] > 0)
+            dP[t] = gt
+            dh = gt @ WhT
+        dPf = dP.reshape(T * B, H)
+        g["W_x"] = x.reshape(T * B, I).T @ dPf
+        g["W_h"] = S[:-1].reshape(-1, H).T @ dP[1:].reshape(-1, H)
+        g["b_h"] = dPf.sum(axis=0)
+        for n, gn in g.items():
+            p[n] -= LR * gn
+        return loss
+
+    return step
+
+
+def build_torch(pb: Dict[str, Any]) -> Callable[[], float]:
+    import torch
+
+    torch.set_num_threads(ARGS.threads)
+    I, H, O = pb["I"], pb["H"], pb["O"]
+    rnn = torch.nn.RNN(I, H, nonlinearity=pb["act"])
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(pb["params"]["W_x"].T.copy()))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(pb["params"]["W_h"].T.copy()))
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.copy_(torch.from_numpy(pb["params"]["b_h"]))
+    mods = [rnn]
+    lin = None
+    if O:
+        lin = torch.nn.Linear(H, O)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(pb["params"]["W_y"].T.copy()))
+            lin.bias.copy_(torch.from_numpy(pb["params"]["b_y"]))
+        mods.append(lin)
+    opt = torch.optim.SGD([q for m in mods for q in m.parameters()], lr=LR)
+    x = torch.from_numpy(pb["x"])
+    tg = torch.from_numpy(pb["targets"].reshape(-1)) if O else None
+    R = torch.from_numpy(pb["R"]) if not O else None
+
+    def step() -> float:
+        opt.zero_grad()
+        out, _ = rnn(x)
+        if O:
+            loss = torch.nn.functional.cross_entropy(lin(out).reshape(-1, O), tg, reduction="sum")
+        else:
+            loss = (out * R).sum()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step
+
+
+def build_jax(pb: Dict[str, Any]) -> Callable[[], float]:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_platforms", "cpu")
+    O, act = pb["O"], pb["act"]
+    f = jnp.tanh if act == "tanh" else jax.nn.relu
+    B, H = pb["B"], pb["H"]
+
+    def loss_fn(p: Dict[str, Any], x: Any, targets: Any, R: Any) -> Any:
+        def cell(h: Any, u: Any) -> Any:
+            h = f(u + h @ p["W_h"])
+            return h, h
+
+        _, S = jax.lax.scan(cell, jnp.zeros((B, H), jnp.float32), x @ p["W_x"] + p["b_h"])
+        if O:
+            logp = jax.nn.log_softmax(S @ p["W_y"] + p["b_y"])
+            return -jnp.take_along_axis(logp, targets[..., None], axis=-1).sum()
+        return jnp.vdot(S, R)
+
+    @jax.jit
+    def train(p: Dict[str, Any], x: Any, targets: Any, R: Any) -> Any:
+        loss, g = jax.value_and_grad(loss_fn)(p, x, targets, R)
+        return jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), loss
+
+    state = {"p": {n: jnp.asarray(v) for n, v in pb["params"].items()}}
+    x = jnp.asarray(pb["x"])
+    targets = jnp.asarray(pb["targets"]) if O else jnp.zeros((1,), jnp.int32)
+    R = jnp.asarray(pb["R"]) if not O else jnp.zeros((1,), jnp.float32)
+
+    def step() -> float:
+        state["p"], loss = train(state["p"], x, targets, R)
+        return float(loss)  # waits for the result
+
+    return step
+
+
+BUILDERS = {"rnnext": build_rnnext, "numpy": build_numpy, "torch": build_torch, "jax": build_jax}
+
+
+# ----------------------------------------------------------------------- timing
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def time_shape(shape: str) -> Dict[str, Any]:
+    pb = make_problem(shape)
+    steps: Dict[str, Callable[[], float]] = {}
+    result: Dict[str, Any] = {"impls": {}, "missing": {}}
+    first_loss: Dict[str, float] = {}
+    for name in ARGS.peers:
+        try:
+            steps[name] = BUILDERS[name](pb)
+        except ImportError as e:
+            result["missing"][name] = f"not installed ({e.name or e})"
+            continue
+        first_loss[name] = steps[name]()  # first step from identical parameters
+    # Warm up (JIT compilation, workspaces, caches) and size each block.
+    per_step = {}
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        step()
+        step()
+        per_step[name] = (time.perf_counter() - t0) / 2
+    inner = {n: max(1, int(ARGS.block / max(dt, 1e-9))) for n, dt in per_step.items()}
+    times: Dict[str, List[float]] = {n: [] for n in steps}
+    rss_before = rss_bytes()
+    for _ in range(ARGS.rounds):
+        for name, step in steps.items():
+            for _ in range(inner[name]):
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
+    rss_growth = rss_bytes() - rss_before
+    fl = flops_per_step(pb["I"], pb["H"], pb["O"], pb["B"], pb["T"])
+    ref = first_loss.get("numpy", first_loss.get("torch"))
+    for name, ts in times.items():
+        tmin, tmed = min(ts), statistics.median(ts)
+        agree = None if ref is None else abs(first_loss[name] - ref) <= 1e-3 * max(1.0, abs(ref))
+        result["impls"][name] = dict(min_ms=tmin * 1e3, median_ms=tmed * 1e3, steps=len(ts),
+                                     gflops=fl / tmin / 1e9, first_loss=first_loss[name], loss_agrees=agree)
+    if "rnnext" in steps:
+        rnn = steps["rnnext"].model  # type: ignore[attr-defined]
+        core = rnn._core
+        result["memory"] = dict(
+            activations_bytes=pb["T"] * pb["B"] * pb["H"] * 4,
+            engine_bytes=int(getattr(core, "workspace_bytes", -1)),
+            rss_growth_bytes=rss_growth,
+        )
+    result["shape"] = dict(zip("I H O B T".split(), SHAPES[shape][:5]), nonlinearity=pb["act"])
+    result["flops_per_step"] = fl
+    return result
+
+
+def matmul_gflops(n: int = 2048, reps: int = 7) -> float:
+    a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    c = np.empty_like(a)
+    np.matmul(a, b, out=c)
+    best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(reps))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_streaming() -> Dict[str, Any]:
+    """Per-call time of one streaming step (B=1, H=64, I=32) from Python."""
+    import rnnext
+
+    rnn = rnnext.RNN(32, 64, dtype="float32", seed=0)
+    rnn.eval()
+    x = np.random.default_rng(0).standard_normal((1, 32)).astype(np.float32)
+    h = np.zeros((1, 64), np.float32)
+    out: Dict[str, Any] = {}
+
+    def per_call(fn: Callable[[], Any], n: int = 20000) -> float:
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / n)
+        return best * 1e6
+
+    if hasattr(rnn, "step"):
+        out["rnnext.step_us"] = per_call(lambda: rnn.step(x, h))
+    else:
+        out["rnnext.step_us"] = None
+    x3 = x[None]
+    out["rnnext.forward_T1_us"] = per_call(lambda: rnn(x3, h), 5000)
+    try:
+        import torch
+
+        cell = torch.nn.RNNCell(32, 64)
+        xt, ht = torch.from_numpy(x), torch.from_numpy(h)
+        with torch.no_grad():
+            out["torch.RNNCell_us"] = per_call(lambda: cell(xt, ht), 5000)
+    except ImportError:
+        out["torch.RNNCell_us"] = None
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fmt(v: Optional[float], spec: str = "8.2f") -> str:
+    if v is not None:
+        return format(v, spec)
+    width = int(spec.split(".")[0] or 1)
+    return " " * (width - 1) + "-"
+
+
+def main() -> int:
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    report: Dict[str, Any] = {"date": started, "cpu": cpu_name(), "cores": os.cpu_count(),
+                              "threads": ARGS.threads, "python": platform.python_version(),
+                              "numpy": np.__version__, "shapes": {}}
+    for mod in ("rnnext", "torch", "jax"):
+        try:
+            report[mod] = __import__(mod).__version__
+        except ImportError:
+            report[mod] = None
+    report["matmul_gflops_before"] = matmul_gflops()
+    for shape in ARGS.shapes:
+        print(f"timing {shape} ...", file=sys.stderr, flush=True)
+        report["shapes"][shape] = time_shape(shape)
+    report["matmul_gflops_after"] = matmul_gflops()
+    mm = max(report["matmul_gflops_before"], report["matmul_gflops_after"])
+    report["matmul_gflops"] = mm
+    if not ARGS.no_stream and "rnnext" in ARGS.peers:
+        report["streaming"] = time_streaming()
+    print_report(report)
+    if ARGS.json:
+        with open(ARGS.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {ARGS.json}")
+    return 0
+
+
+def print_report(r: Dict[str, Any]) -> None:
+    print(f"\n{r['date']}  {r['cpu']}  cores={r['cores']}  threads={r['threads']}  "
+          f"rnnext {r['rnnext']}  numpy {r['numpy']}  torch {r['torch']}  jax {r['jax']}")
+    mm = r["matmul_gflops"]
+    print(f"NumPy float32 matmul n=2048: {mm:.1f} GFLOP/s (best of before/after: "
+          f"{r['matmul_gflops_before']:.1f} / {r['matmul_gflops_after']:.1f})\n")
+    names = [n for n in ("rnnext", "numpy", "torch", "jax") if n in ARGS.peers]
+    head = f"{'shape (I,H,O,B,T)':32s}" + "".join(f"{n + ' min/med ms':>22s}" for n in names)
+    head += f"{'vs jax':>8s}{'vs torch':>9s}{'GFLOP/s':>9s}{'% mm':>6s}"
+    print(head)
+    for shape, s in r["shapes"].items():
+        sh = s["shape"]
+        label = f"{shape} ({sh['I']},{sh['H']},{sh['O'] or '-'},{sh['B']},{sh['T']})"
+        line = f"{label:32s}"
+        for n in names:
+            im = s["impls"].get(n)
+            if im is None:
+                line += f"{'missing':>22s}"
+            else:
+                flag = "" if im["loss_agrees"] in (True, None) else "!"
+                line += f"{im['min_ms']:>12.3f} /{im['median_ms']:>8.3f}{flag}"
+        rx = s["impls"].get("rnnext")
+        ratio = lambda peer: (rx["min_ms"] / s["impls"][peer]["min_ms"]  # noqa: E731
+                              if rx and peer in s["impls"] else None)
+        rj, rt = ratio("jax"), ratio("torch")
+        s["ratio_vs_jax"], s["ratio_vs_torch"] = rj, rt
+        line += f"{fmt(rj, '8.2f')}{fmt(rt, '9.3f')}"
+        if rx:
+            line += f"{rx['gflops']:9.1f}{100 * rx['gflops'] / mm:6.0f}"
+        print(line)
+    if any(s["missing"] for s in r["shapes"].values()):
+        miss = {n: m for s in r["shapes"].values() for n, m in s["missing"].items()}
+        print("missing: " + "; ".join(f"{n}: {m}" for n, m in miss.items()))
+    print("(min over all timed steps / median; '!' marks a first loss that differs from NumPy's)")
+    print("\nmemory (rnnext): engine buffers after a step vs stored activations T*B*H*4; RSS growth while timing")
+    for shape, s in r["shapes"].items():
+        m = s.get("memory")
+        if m:
+            print(f"  {shape:10s} engine {m['engine_bytes'] / 2**20:9.2f} MiB   activations "
+                  f"{m['activations_bytes'] / 2**20:8.2f} MiB   RSS growth {m['rss_growth_bytes'] / 2**20:7.2f} MiB")
+    st = r.get("streaming")
+    if st:
+        print("\nstreaming, one step B=1 I=32 H=64 from Python (us per call): " +
+              ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in st.items()))
+    print("\ngoals (rnnext / peer, same run):")
+    for shape, goal in GOAL_VS_JAX.items():
+        s = r["shapes"].get(shape)
+        if not s:
+            continue
+        rj = s.get("ratio_vs_jax")
+        txt = "jax missing" if rj is None else f"{rj:.2f} x JAX (goal <= {goal}) {'met' if rj <= goal else 'NOT met'}"
+        if shape == "latency" and s.get("ratio_vs_torch"):
+            sp = 1 / s["ratio_vs_torch"]
+            txt += f"; {sp:.0f} x faster than torch (goal >= 20) {'met' if sp >= 20 else 'NOT met'}"
+        if shape == "large" and "rnnext" in s["impls"]:
+            pct = 100 * s["impls"]["rnnext"]["gflops"] / r["matmul_gflops"]
+            txt += f"; {pct:.0f} % of matmul GFLOP/s (goal >= 85) {'met' if pct >= 85 else 'NOT met'}"
+        print(f"  {shape:10s} {txt}")
+    if "deepbench" in r["shapes"] and "rnnext" in r["shapes"]["deepbench"]["impls"]:
+        g = r["shapes"]["deepbench"]["impls"]["rnnext"]["gflops"]
+        print(f"  deepbench  {g:.1f} GFLOP/s = {100 * g / r['matmul_gflops']:.0f} % of matmul")
+    if st and st.get("rnnext.step_us") is not None:
+        v = st["rnnext.step_us"]
+        print(f"  streaming  {v:.2f} us per step() (goal < 2) {'met' if v < 2 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
