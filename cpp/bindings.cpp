@@ -24,6 +24,78 @@ static void expect_size(const py::array& a, py::ssize_t n, const char* name) {
                               std::to_string(a.size()));
 }
 
+static std::string shape_of(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// One streaming step (see Model::step): x (I,) or (B, I) (token ids: () or (B,)), h in the
+// shape forward() takes for h0 or None; returns (y, h_new). Checked here, not in Python, so
+// that a call costs about a microsecond.
+template <class T>
+static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
+    const Index H = self.cfg.hidden_size, I = self.cfg.input_size, S = self.states();
+    Arr<T> xa;
+    IdArr ia;
+    bool unbatched;
+    Index B;
+    if (self.cfg.vocab_size > 0) {
+        py::array raw = py::array::ensure(x);
+        if (!raw || (raw.dtype().kind() != 'i' && raw.dtype().kind() != 'u'))
+            throw py::type_error("x: expected integer token ids, got " +
+                                 std::string(raw ? "an array of dtype " + std::string(py::str(raw.dtype()))
+                                                 : std::string(py::str(py::type::of(x).attr("__name__")))));
+        ia = IdArr::ensure(raw);
+        if (ia.ndim() > 1) throw py::value_error("x: expected token ids of shape () or (B,), got shape " + shape_of(ia));
+        unbatched = ia.ndim() == 0;
+        B = unbatched ? 1 : ia.shape(0);
+    } else {
+        xa = Arr<T>::ensure(x);
+        if (!xa) throw py::type_error("x: expected an array of real numbers, got " +
+                                      std::string(py::str(py::type::of(x).attr("__name__"))));
+        if ((xa.ndim() != 1 && xa.ndim() != 2) || xa.shape(xa.ndim() - 1) != I)
+            throw py::value_error("x: expected shape (" + std::to_string(I) + ",) or (B, " + std::to_string(I) +
+                                  "), got shape " + shape_of(xa));
+        unbatched = xa.ndim() == 1;
+        B = unbatched ? 1 : xa.shape(0);
+    }
+    std::vector<py::ssize_t> hshape;  // as forward() takes h0
+    if (S > 1) hshape.push_back(S);
+    if (!unbatched) hshape.push_back(B);
+    hshape.push_back(H);
+    Arr<T> ha;
+    if (!h.is_none()) {
+        ha = Arr<T>::ensure(h);
+        if (!ha) throw py::type_error("h: expected an array of real numbers or None, got " +
+                                      std::string(py::str(py::type::of(h).attr("__name__"))));
+        bool same = ha.ndim() == static_cast<py::ssize_t>(hshape.size());
+        for (std::size_t i = 0; same && i < hshape.size(); ++i) same = ha.shape(i) == hshape[i];
+        if (!same) {
+            Arr<T> want(hshape);
+            throw py::value_error("h: expected shape " + shape_of(want) + ", got shape " + shape_of(ha));
+        }
+    }
+    std::vector<py::ssize_t> yshape;
+    if (!unbatched) yshape.push_back(B);
+    yshape.push_back(self.out_features());
+    Arr<T> y(yshape), h_new(hshape);
+    const T* xp = xa ? xa.data() : nullptr;
+    const std::int64_t* ip = ia ? ia.data() : nullptr;
+    const T* hp = ha ? ha.data() : nullptr;
+    T* yp = y.mutable_data();
+    T* hnp = h_new.mutable_data();
+    if (double(B) * double(H) * double(H + I) * double(S) < (1 << 16)) {  // shorter than a GIL round trip
+        std::lock_guard<std::mutex> lock(self.mutex());
+        self.step(yp, hnp, xp, ip, hp, B);
+    } else {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(self.mutex());
+        self.step(yp, hnp, xp, ip, hp, B);
+    }
+    return py::make_tuple(y, h_new);
+}
+
 static Act parse_act(const std::string& s) {
     if (s == "tanh") return Act::tanh;
     if (s == "relu") return Act::relu;
@@ -80,6 +152,8 @@ static void bind_model(py::module_& m, const char* name) {
                                    return py::array_t<T>({(py::ssize_t)s.size()}, {sizeof(T)}, s.grads(), self);
                                })
         .def_property_readonly("has_forward", &M::has_forward)
+        .def_property_readonly("workspace_bytes", &M::workspace_bytes)
+        .def("step", &model_step<T>, py::arg("x"), py::arg("h"))
         .def("seed", [](M& self, std::uint64_t s) { self.seed(s); })
         .def("zero_grad",
              [](M& self) {
@@ -146,6 +220,15 @@ static void bind_model(py::module_& m, const char* name) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "rnnext engine: Elman RNN forward and backpropagation through time";
+    m.def(
+        "set_num_threads",
+        [](int n) {
+            if (n < 1) throw py::value_error("n: expected an int >= 1, got " + std::to_string(n));
+            set_num_threads(n);
+        },
+        py::arg("n"));
+    m.def("get_num_threads", &get_num_threads);
+    m.def("gemm_isa", [] { return std::string(gemm_table().isa); });
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");
 }

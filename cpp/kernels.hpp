@@ -7,12 +7,17 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+
+#include "gemm.hpp"
 
 namespace rnnext {
 
-using Index = Eigen::Index;
+static_assert(std::is_same<Index, Eigen::Index>::value, "one index type");
 
 enum class Act { tanh, relu, sigmoid };
 enum class OutAct { none, sigmoid, softmax };
@@ -35,6 +40,13 @@ inline MatMap<T> mat(T* p, Index rows, Index cols, Index ld) {
 template <class T>
 inline CMatMap<T> cmat(const T* p, Index rows, Index cols, Index ld) {
     return CMatMap<T>(p, rows, cols, Eigen::OuterStride<>(ld));
+}
+
+// out (cols) += the sum of the rows of A (rows, cols).
+template <class T>
+inline void column_sums(T* out, const T* A, Index rows, Index cols, Index ld) {
+    auto o = RowVec<T>(out, cols);
+    for (Index r = 0; r < rows; ++r) o += CRowVec<T>(A + r * ld, cols);
 }
 
 // Is step t inside sequence b? Without lengths every step is.
@@ -61,12 +73,57 @@ inline void activation_backward(MatMap<T> g, CMatMap<T> s, Act act) {
     }
 }
 
+// Rows [lo, hi) of n items for part i of parts.
+inline void split_range(Index n, int parts, int i, Index& lo, Index& hi) {
+    lo = n * i / parts;
+    hi = n * (i + 1) / parts;
+}
+
+// Threads for a recurrence over B rows: each owns rows of the batch for all steps (a row's
+// recurrence needs only its own previous state, so there is no barrier per step).
+inline int recurrence_parts(Index B, Index H, Index Tn) {
+    const int threads = get_num_threads();
+    if (threads <= 1 || B < 2 || double(B) * double(H) * double(H) * double(Tn) < 4 * kParallelMinFma) return 1;
+    return static_cast<int>(std::min<Index>(threads, B));
+}
+
+// Rows [b0, b1) of the recurrence s_t = f(s_t + s_{t-1} W_h) over all steps; S already
+// holds x_t W_x + b_h, Whp is W_h packed by pack_b.
+template <class T>
+void rnn_rows_forward(T* S, T* carry, const T* Whp, const int32_t* lengths, Index Tn, Index B, Index b0, Index b1,
+                      Index H, Index ldS, bool reverse, Act act) {
+    const Index nb = b1 - b0;
+    const T* prev = carry + b0 * H;  // state entering the step
+    Index ld_prev = H;
+    for (Index step = 0; step < Tn; ++step) {
+        const Index t = reverse ? Tn - 1 - step : step;
+        T* St = S + (t * B + b0) * ldS;
+        gemm_serial<T>({nb, H, H, prev, ld_prev, false, nullptr, 0, false, Whp, St, ldS, true});
+        activation_forward(mat(St, nb, H, ldS), act);
+        if (lengths) {
+            for (Index b = b0; b < b1; ++b) {
+                T* row = St + (b - b0) * ldS;
+                if (active(lengths, b, t))
+                    std::memcpy(carry + b * H, row, sizeof(T) * H);
+                else
+                    std::fill(row, row + H, T(0));
+            }
+        } else {
+            prev = St;
+            ld_prev = ldS;
+        }
+    }
+    if (!lengths) mat(carry + b0 * H, nb, H, H) = cmat(prev, nb, H, ld_prev);
+}
+
 // One direction of one layer over all steps. The input projection of every step is one
-// GEMM before the loop, so the loop holds only s_{t-1} W_h and the activation.
-// Steps at or past lengths[b] leave row b of the carried state alone and store zeros.
+// GEMM before the loop, so the loop holds only s_{t-1} W_h (W_h packed once) and the
+// activation. Steps at or past lengths[b] leave row b of the carried state alone and
+// store zeros.
 template <class T>
 void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in columns [0, H)
                        T* carry,               // (B, H) in: h0, out: h_n
+                       T* Whp,                 // (packed_size(H, H)) workspace
                        const T* X,             // (T, B, I) layer input
                        const T* W_x,           // (I, H)
                        const T* W_h,           // (H, H)
@@ -74,30 +131,42 @@ void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in
                        const int32_t* lengths, // (B) or nullptr
                        Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act) {
     if (Tn == 0 || B == 0) return;
-    auto S_all = mat(S, Tn * B, H, ldS);
-    S_all.noalias() = cmat(X, Tn * B, I, I) * cmat(W_x, I, H, H);
-    S_all.rowwise() += CRowVec<T>(b_h, H);
-    const auto Wh = cmat(W_h, H, H, H);
-    const T* prev = carry;  // state entering the step
-    Index ld_prev = H;
-    for (Index step = 0; step < Tn; ++step) {
+    mat(S, Tn * B, H, ldS).rowwise() = CRowVec<T>(b_h, H);
+    gemm<T>({Tn * B, H, I, X, I, false, W_x, H, false, nullptr, S, ldS, true});
+    pack_b<T>(Whp, W_h, H, false, H, H);
+    const int parts = recurrence_parts(B, H, Tn);
+    parallel_run(parts, [&](int i) {
+        Index b0, b1;
+        split_range(B, parts, i, b0, b1);
+        rnn_rows_forward(S, carry, Whp, lengths, Tn, B, b0, b1, H, ldS, reverse, act);
+    });
+}
+
+// Rows [b0, b1) of the backward recurrence: dS_t becomes dL/d(pre-activation) of step t in
+// place, dcarry goes from dL/dh_n to dL/dh0, sumsq[t] gets |dL/ds_t|^2 over these rows.
+template <class T>
+void rnn_rows_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
+                       Index Tn, Index B, Index b0, Index b1, Index H, Index ldS, bool reverse, Act act) {
+    const Index nb = b1 - b0;
+    auto dc = mat(dcarry + b0 * H, nb, H, H);
+    for (Index step = Tn - 1; step >= 0; --step) {
         const Index t = reverse ? Tn - 1 - step : step;
-        auto St = mat(S + t * B * ldS, B, H, ldS);
-        St.noalias() += cmat(prev, B, H, ld_prev) * Wh;
-        activation_forward(St, act);
-        if (lengths) {
-            for (Index b = 0; b < B; ++b) {
-                if (active(lengths, b, t))
-                    std::memcpy(carry + b * H, St.row(b).data(), sizeof(T) * H);
-                else
-                    St.row(b).setZero();
-            }
-        } else {
-            prev = St.data();
-            ld_prev = ldS;
+        T* Gp = dS + (t * B + b0) * ldS;
+        auto G = mat(Gp, nb, H, ldS);
+        G += dc;
+        if (lengths)
+            for (Index b = b0; b < b1; ++b)
+                if (!active(lengths, b, t)) G.row(b - b0).setZero();
+        if (sumsq) sumsq[t] = G.squaredNorm();
+        activation_backward(G, cmat(S + (t * B + b0) * ldS, nb, H, ldS), act);
+        if (lengths) {  // past its end a sequence passes dL/dh through unchanged
+            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, tmp + b0 * H, H, false});
+            for (Index b = b0; b < b1; ++b)
+                if (active(lengths, b, t)) std::memcpy(dcarry + b * H, tmp + b * H, sizeof(T) * H);
+        } else {  // G already holds dc, so the product can overwrite it
+            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, dc.data(), H, false});
         }
     }
-    if (!lengths) mat(carry, B, H, H) = cmat(prev, B, H, ld_prev);
 }
 
 // Backpropagation through time for rnn_layer_forward. Only dL/ds_t W_h^T is left inside
@@ -108,10 +177,11 @@ void rnn_layer_backward(T* dX,                  // (T, B, I) accumulated, or nul
                         T* dW_h,                // (H, H) accumulated
                         T* db_h,                // (H) accumulated
                         T* dcarry,              // (B, H) in: dL/dh_n, out: dL/dh0
-                        T* dPre,                // (T, B, H) workspace: dL/d(pre-activation)
+                        T* dS,                  // (T, B, ldS) in: dL/ds_t, out: dL/d(pre-activation)
                         T* tmp,                 // (B, H) workspace
+                        T* WhTp,                // (packed_size(H, H)) workspace
+                        T* sumsq,               // (threads, T) workspace
                         T* norms,               // (T) out: |dL/ds_t| over the batch, or nullptr
-                        const T* dS,            // (T, B, ldS) dL/ds_t from the layer's outputs
                         const T* S,             // (T, B, ldS) states from the forward pass
                         const T* X,             // (T, B, I)
                         const T* h0,            // (B, H)
@@ -120,49 +190,56 @@ void rnn_layer_backward(T* dX,                  // (T, B, I) accumulated, or nul
                         const int32_t* lengths, // (B) or nullptr
                         Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act) {
     if (Tn == 0 || B == 0) return;
-    const auto WhT = cmat(W_h, H, H, H).transpose();
-    auto dc = mat(dcarry, B, H, H);
-    auto dtmp = mat(tmp, B, H, H);
-    for (Index step = Tn - 1; step >= 0; --step) {
-        const Index t = reverse ? Tn - 1 - step : step;
-        auto G = mat(dPre + t * B * H, B, H, H);
-        G = cmat(dS + t * B * ldS, B, H, ldS) + dc;
-        if (lengths)
-            for (Index b = 0; b < B; ++b)
-                if (!active(lengths, b, t)) G.row(b).setZero();
-        if (norms) norms[t] = G.norm();
-        activation_backward(G, cmat(S + t * B * ldS, B, H, ldS), act);
-        dtmp.noalias() = G * WhT;
-        if (lengths) {  // past its end a sequence passes dL/dh through unchanged
-            for (Index b = 0; b < B; ++b)
-                if (active(lengths, b, t)) dc.row(b) = dtmp.row(b);
-        } else {
-            dc = dtmp;
+    pack_b<T>(WhTp, W_h, H, true, H, H);  // W_h^T
+    const int parts = recurrence_parts(B, H, Tn);
+    parallel_run(parts, [&](int i) {
+        Index b0, b1;
+        split_range(B, parts, i, b0, b1);
+        rnn_rows_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, b0, b1, H,
+                          ldS, reverse, act);
+    });
+    if (norms)
+        for (Index t = 0; t < Tn; ++t) {
+            T total = 0;
+            for (int i = 0; i < parts; ++i) total += sumsq[i * Tn + t];
+            norms[t] = std::sqrt(total);
         }
-    }
-    const auto dP = cmat(dPre, Tn * B, H, H);
-    const auto Xm = cmat(X, Tn * B, I, I);
-    mat(dW_x, I, H, H).noalias() += Xm.transpose() * dP;
-    RowVec<T>(db_h, H) += dP.colwise().sum();
-    if (dX) mat(dX, Tn * B, I, I).noalias() += dP * cmat(W_x, I, H, H).transpose();
+    const Index N = Tn * B;
+    const T* dPre = dS;
+    gemm<T>({I, H, N, X, I, true, dPre, ldS, false, nullptr, dW_x, H, true});
+    column_sums(db_h, dPre, N, H, ldS);
+    if (dX) gemm<T>({N, I, H, dPre, ldS, false, W_x, H, true, nullptr, dX, I, true});
     // The state entering step t is the state of the step before it in processing order,
     // except at a sequence's first step, where it is h0 (stored states past the end are 0).
-    auto dWh = mat(dW_h, H, H, H);
     if (Tn > 1) {
         const T* prev = reverse ? S + B * ldS : S;
-        const T* grad = reverse ? dPre : dPre + B * H;
-        dWh.noalias() += cmat(prev, (Tn - 1) * B, H, ldS).transpose() * cmat(grad, (Tn - 1) * B, H, H);
+        const T* grad = reverse ? dPre : dPre + B * ldS;
+        gemm<T>({H, H, (Tn - 1) * B, prev, ldS, true, grad, ldS, false, nullptr, dW_h, H, true});
     }
     for (Index b = 0; b < B; ++b) {
         const Index len = lengths ? lengths[b] : Tn;
+        T* row = tmp + b * H;
         if (len == 0) {
-            dtmp.row(b).setZero();
+            std::fill(row, row + H, T(0));
         } else {
             const Index first = reverse ? len - 1 : 0;
-            dtmp.row(b) = cmat(dPre + first * B * H, B, H, H).row(b);
+            std::memcpy(row, dPre + (first * B + b) * ldS, sizeof(T) * H);
         }
     }
-    dWh.noalias() += cmat(h0, B, H, H).transpose() * dtmp;
+    gemm<T>({H, H, B, h0, H, true, tmp, H, false, nullptr, dW_h, H, true});
+}
+
+// One step for the rows of x and h with the weights as stored (streaming inference, where
+// packing would cost as much as the step): s = f(x W_x + h W_h + b_h).
+template <class T>
+void rnn_cell_forward(T* s,        // (B, H) out, not aliasing h
+                      const T* x,  // (B, I)
+                      const T* h,  // (B, H)
+                      const T* W_x, const T* W_h, const T* b_h, Index B, Index I, Index H, Act act) {
+    mat(s, B, H, H).rowwise() = CRowVec<T>(b_h, H);
+    gemm<T>({B, H, I, x, I, false, W_x, H, false, nullptr, s, H, true});
+    gemm<T>({B, H, H, h, H, false, W_h, H, false, nullptr, s, H, true});
+    activation_forward(mat(s, B, H, H), act);
 }
 
 // Output layer: y = f_o(s W_y + b_y) over all N = T*B rows.
@@ -170,20 +247,24 @@ template <class T>
 void output_forward(T* Y,        // (N, O) out
                     const T* S,  // (N, DH)
                     const T* W_y, const T* b_y, Index N, Index DH, Index O, OutAct act) {
-    auto Ym = mat(Y, N, O, O);
-    Ym.noalias() = cmat(S, N, DH, DH) * cmat(W_y, DH, O, O);
-    Ym.rowwise() += CRowVec<T>(b_y, O);
-    switch (act) {
-        case OutAct::none: break;
-        case OutAct::sigmoid: Ym.array() = Ym.array().logistic(); break;
-        case OutAct::softmax:
-            for (Index n = 0; n < N; ++n) {
+    mat(Y, N, O, O).rowwise() = CRowVec<T>(b_y, O);
+    gemm<T>({N, O, DH, S, DH, false, W_y, O, false, nullptr, Y, O, true});
+    if (act == OutAct::none) return;
+    const int parts = N * O >= (1 << 17) ? get_num_threads() : 1;
+    parallel_run(parts, [&](int i) {
+        Index lo, hi;
+        split_range(N, parts, i, lo, hi);
+        auto Ym = mat(Y + lo * O, hi - lo, O, O);
+        if (act == OutAct::sigmoid) {
+            Ym.array() = Ym.array().logistic();
+        } else {
+            for (Index n = 0; n < hi - lo; ++n) {
                 auto r = Ym.row(n);
                 r.array() = (r.array() - r.maxCoeff()).exp();
                 r /= r.sum();
             }
-            break;
-    }
+        }
+    });
 }
 
 // dL/dz from dL/dy through f_o's Jacobian, in place; Y holds f_o's outputs.
@@ -212,10 +293,9 @@ void output_backward(T* dS,        // (N, DH) out (overwritten)
                      const T* dZ,  // (N, O) dL/dz
                      const T* S,   // (N, DH)
                      const T* W_y, Index N, Index DH, Index O) {
-    const auto G = cmat(dZ, N, O, O);
-    mat(dW_y, DH, O, O).noalias() += cmat(S, N, DH, DH).transpose() * G;
-    RowVec<T>(db_y, O) += G.colwise().sum();
-    mat(dS, N, DH, DH).noalias() = G * cmat(W_y, DH, O, O).transpose();
+    gemm<T>({DH, O, N, S, DH, true, dZ, O, false, nullptr, dW_y, O, true});
+    column_sums(db_y, dZ, N, O, O);
+    gemm<T>({N, DH, O, dZ, O, false, W_y, O, true, nullptr, dS, DH, false});
 }
 
 }  // namespace rnnext

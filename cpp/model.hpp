@@ -41,6 +41,27 @@ struct AlignedFree {
     void operator()(T* p) const { std::free(p); }
 };
 
+// 64-byte aligned storage (one cache line, one AVX-512 register) for the workspaces.
+template <class T>
+struct AlignedAllocator {
+    using value_type = T;
+    AlignedAllocator() = default;
+    template <class U>
+    AlignedAllocator(const AlignedAllocator<U>&) {}
+    T* allocate(std::size_t n) {
+        void* p = std::aligned_alloc(64, ((std::max<std::size_t>(n, 1) * sizeof(T) + 63) / 64) * 64);
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t) { std::free(p); }
+    template <class U>
+    bool operator==(const AlignedAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+template <class T>
+using Buffer = std::vector<T, AlignedAllocator<T>>;
+
 // Multiplies sizes, refusing results that do not fit in memory arithmetic.
 inline Index checked_mul(Index a, Index b) {
     if (a < 0 || b < 0) throw std::invalid_argument("negative size");
@@ -173,20 +194,26 @@ public:
                 X = in_[l].data();
             }
             out_[l].resize(N * D * H);
+            packed_.resize(packed_size<T>(H, H));
             for (Index d = 0; d < D; ++d) {
                 const Cell& c = cells_[l * D + d];
                 const T* p = params_.get();
-                rnn_layer_forward(out_[l].data() + d * H, h_n + (l * D + d) * B * H, X, p + c.W_x, p + c.W_h,
-                                  p + c.b_h, len, Tn, B, c.in, H, D * H, d == 1, cfg.act);
+                rnn_layer_forward(out_[l].data() + d * H, h_n + (l * D + d) * B * H, packed_.data(), X, p + c.W_x,
+                                  p + c.W_h, p + c.b_h, len, Tn, B, c.in, H, D * H, d == 1, cfg.act);
             }
         }
         const T* top = out_[L - 1].data();
         if (cfg.output_size > 0) {
+            // f_o's outputs are kept for its Jacobian in backward; without f_o, y is enough.
             const Index O = cfg.output_size;
-            Y_.resize(N * O);
-            output_forward(Y_.data(), top, params_.get() + W_y_, params_.get() + b_y_, N, D * H, O, cfg.out_act);
-            zero_padding(Y_.data(), O);
-            if (N * O) std::memcpy(y, Y_.data(), sizeof(T) * N * O);
+            T* out = y;
+            if (cfg.out_act != OutAct::none) {
+                Y_.resize(N * O);
+                out = Y_.data();
+            }
+            output_forward(out, top, params_.get() + W_y_, params_.get() + b_y_, N, D * H, O, cfg.out_act);
+            zero_padding(out, O);
+            if (out != y && N * O) std::memcpy(y, out, sizeof(T) * N * O);
         } else if (N) {
             std::memcpy(y, top, sizeof(T) * N * D * H);
         }
@@ -205,11 +232,15 @@ public:
         dTop_.resize(N * D * H);
         if (cfg.output_size > 0) {
             const Index O = cfg.output_size;
-            dZ_.resize(N * O);
-            if (N * O) std::memcpy(dZ_.data(), grad, sizeof(T) * N * O);
-            if (!wrt_logits) output_activation_backward(dZ_.data(), Y_.data(), N, O, cfg.out_act);
-            zero_padding(dZ_.data(), O);
-            output_backward(dTop_.data(), g + W_y_, g + b_y_, dZ_.data(), out_[L - 1].data(), p + W_y_, N, D * H, O);
+            const T* dz = grad;  // used as given unless it has to be changed
+            if ((!wrt_logits && cfg.out_act != OutAct::none) || !lengths_.empty()) {
+                dZ_.resize(N * O);
+                if (N * O) std::memcpy(dZ_.data(), grad, sizeof(T) * N * O);
+                if (!wrt_logits) output_activation_backward(dZ_.data(), Y_.data(), N, O, cfg.out_act);
+                zero_padding(dZ_.data(), O);
+                dz = dZ_.data();
+            }
+            output_backward(dTop_.data(), g + W_y_, g + b_y_, dz, out_[L - 1].data(), p + W_y_, N, D * H, O);
         } else if (N) {
             std::memcpy(dTop_.data(), grad, sizeof(T) * N * D * H);
         }
@@ -217,8 +248,9 @@ public:
             std::memcpy(dh0, dh_n, sizeof(T) * states() * B * H);
         else
             std::fill(dh0, dh0 + states() * B * H, T(0));
-        dPre_.resize(N * H);
         tmp_.resize(B * H);
+        packed_.resize(packed_size<T>(H, H));
+        sumsq_.resize(std::max<Index>(1, get_num_threads()) * Tn);
         for (Index l = L - 1; l >= 0; --l) {
             const Index in = cells_[l * D].in;
             T* dIn = nullptr;  // gradient w.r.t. this layer's input
@@ -232,10 +264,10 @@ public:
             for (Index d = 0; d < D; ++d) {
                 const Cell& c = cells_[l * D + d];
                 const Index k = l * D + d;
-                rnn_layer_backward(dIn, g + c.W_x, g + c.W_h, g + c.b_h, dh0 + k * B * H, dPre_.data(), tmp_.data(),
-                                   norms ? norms + k * Tn : nullptr, dTop_.data() + d * H, out_[l].data() + d * H,
-                                   layer_input(l), H0_.data() + k * B * H, p + c.W_x, p + c.W_h, len, Tn, B, in, H,
-                                   D * H, d == 1, cfg.act);
+                rnn_layer_backward(dIn, g + c.W_x, g + c.W_h, g + c.b_h, dh0 + k * B * H, dTop_.data() + d * H,
+                                   tmp_.data(), packed_.data(), sumsq_.data(), norms ? norms + k * Tn : nullptr,
+                                   out_[l].data() + d * H, layer_input(l), H0_.data() + k * B * H, p + c.W_x,
+                                   p + c.W_h, len, Tn, B, in, H, D * H, d == 1, cfg.act);
             }
             if (l > 0) {
                 if (dropped_)
@@ -249,6 +281,58 @@ public:
         if (used_learned_h0_)
             for (Index k = 0; k < states(); ++k)
                 RowVec<T>(g + h0_ + k * H, H) += cmat(dh0 + k * B * H, B, H, H).colwise().sum();
+    }
+
+    // One step of every layer for B rows, for streaming inference: x (B, I) or ids (B),
+    // states h (states, B, H) or null (the initial state); writes the new states to h_out
+    // (may alias h) and the output (B, out_features) to y. No dropout; nothing is kept for
+    // backward(), so a pending forward() stays differentiable. Unidirectional models only.
+    void step(T* y, T* h_out, const T* x, const std::int64_t* ids, const T* h, Index B) {
+        if (cfg.bidirectional) throw std::invalid_argument("step() needs a unidirectional model");
+        const Index H = cfg.hidden_size, I = cfg.input_size, L = cfg.num_layers;
+        const T* p = params_.get();
+        step_s_.resize(L * B * H);
+        const T* in = x;
+        if (ids) {
+            step_in_.resize(B * I);
+            for (Index b = 0; b < B; ++b) {
+                if (ids[b] < 0 || ids[b] >= cfg.vocab_size)
+                    throw std::invalid_argument("token id " + std::to_string(ids[b]) + " at position " +
+                                                std::to_string(b) + " is outside [0, " +
+                                                std::to_string(cfg.vocab_size) + ")");
+                std::memcpy(step_in_.data() + b * I, p + E_ + ids[b] * I, sizeof(T) * I);
+            }
+            in = step_in_.data();
+        }
+        if (!h) {  // the learned h0 broadcast over the rows, or zeros
+            step_old_.assign(L * B * H, T(0));
+            if (cfg.learn_h0)
+                for (Index l = 0; l < L; ++l)
+                    for (Index b = 0; b < B; ++b)
+                        std::memcpy(step_old_.data() + (l * B + b) * H, p + h0_ + l * H, sizeof(T) * H);
+            h = step_old_.data();
+        }
+        for (Index l = 0; l < L; ++l) {
+            const Cell& c = cells_[l];
+            T* out = step_s_.data() + l * B * H;
+            rnn_cell_forward(out, in, h + l * B * H, p + c.W_x, p + c.W_h, p + c.b_h, B, c.in, H, cfg.act);
+            in = out;
+        }
+        if (cfg.output_size > 0)
+            output_forward(y, in, p + W_y_, p + b_y_, B, H, cfg.output_size, cfg.out_act);
+        else
+            std::memcpy(y, in, sizeof(T) * B * H);
+        std::memcpy(h_out, step_s_.data(), sizeof(T) * L * B * H);
+    }
+
+    // Bytes held by the buffers kept between calls (parameters and gradients excluded).
+    std::size_t workspace_bytes() const {
+        std::size_t n = X0_.capacity() + H0_.capacity() + Y_.capacity() + dTop_.capacity() + dIn_.capacity() +
+                        dZ_.capacity() + tmp_.capacity() + packed_.capacity() + sumsq_.capacity() +
+                        step_in_.capacity() + step_s_.capacity() + step_old_.capacity();
+        for (const auto* v : {&out_, &in_, &mask_})
+            for (const auto& b : *v) n += b.capacity();
+        return n * sizeof(T) + ids_.capacity() * sizeof(std::int64_t) + lengths_.capacity() * sizeof(std::int32_t);
     }
 
 private:
@@ -289,12 +373,13 @@ private:
     // Context of the last forward call.
     bool have_forward_ = false, used_learned_h0_ = false, dropped_ = false;
     Index T_ = 0, B_ = 0;
-    std::vector<T> X0_, H0_, Y_;
+    Buffer<T> X0_, H0_, Y_;
     std::vector<std::int64_t> ids_;
     std::vector<std::int32_t> lengths_;
-    std::vector<std::vector<T>> out_, in_, mask_;  // per layer: states (T, B, D*H), dropped input, mask
-    // Workspaces, grown once and reused.
-    std::vector<T> dTop_, dIn_, dZ_, dPre_, tmp_;
+    std::vector<Buffer<T>> out_, in_, mask_;  // per layer: states (T, B, D*H), dropped input, mask
+    // Workspaces, grown once and reused. dTop_ holds dL/ds of a layer and, in place, dL/d(pre-activation).
+    Buffer<T> dTop_, dIn_, dZ_, tmp_, packed_, sumsq_;
+    Buffer<T> step_in_, step_s_, step_old_;  // step(): embedded input, new and initial states
 };
 
 }  // namespace rnnext

@@ -1,0 +1,42 @@
+// Plain types shared by the engine and the per-instruction-set GEMM objects
+// (cpp/gemm_isa.cpp). No inline functions on purpose: an object compiled for AVX-512 must
+// not emit a copy of a shared inline function that the linker could pick for all callers.
+#pragma once
+
+#include <cstddef>
+
+namespace rnnext {
+
+using Index = std::ptrdiff_t;
+
+template <class T>
+struct GemmArgs {
+    Index M, N, K;
+    const T* A;
+    Index lda;
+    bool transA;     // A is stored as (K, M)
+    const T* B;      // ignored when Bp is given
+    Index ldb;
+    bool transB;     // B is stored as (N, K)
+    const T* Bp;     // B packed by pack_b, or nullptr
+    T* C;
+    Index ldc;
+    bool accumulate; // C += ... instead of C = ...
+};
+
+template <class T>
+struct GemmFns {
+    Index nr, kc;  // packed panel width and depth of a K block
+    void (*gemm)(const GemmArgs<T>&);
+    // Packs B (K, N) (stored as (N, K) when trans) into dst of packed_size(K, N) elements:
+    // panels of nr columns, each K rows of nr contiguous values (zero-padded past N).
+    void (*pack_b)(T* dst, const T* B, Index ldb, bool trans, Index K, Index N);
+};
+
+struct GemmTable {
+    const char* isa;
+    GemmFns<float> f32;
+    GemmFns<double> f64;
+};
+
+}  // namespace rnnext
