@@ -355,12 +355,10 @@ class RNN:
         done_a = np.asarray(done)
         if done_a.dtype != np.bool_:
             raise TypeError(f"done: expected a boolean array, got dtype {done_a.dtype}")
-        h_a = as_float_array("h", h, self.dtype)
-        B = done_a.shape[0] if done_a.ndim == 1 else -1
-        check_shape("done", done_a, (B,), ("B",))
-        out = self._state_in("h", h_a, B, False).copy()
-        fill = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
-        out[:, done_a] = np.broadcast_to(fill, out.shape)[:, done_a]
+        if done_a.ndim != 1:
+            raise ValueError(f"done: expected shape (B,), got {done_a.shape}")
+        out = self._state_in("h", h, done_a.shape[0], False).copy()  # (S, B, H)
+        out[:, done_a] = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
         return self._state_out(out, False)
 
     def num_parameters(self) -> int:
