@@ -36,8 +36,10 @@ static std::string shape_of(const py::array& a) {
 template <class T>
 static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
     const Index H = self.cfg.hidden_size, I = self.cfg.input_size, S = self.states();
-    Arr<T> xa;
+    Arr<T> xa, ha;  // default-constructed array_t are empty arrays, not null: use the pointers
     IdArr ia;
+    const T *xp = nullptr, *hp = nullptr;
+    const std::int64_t* ip = nullptr;
     bool unbatched;
     Index B;
     if (self.cfg.vocab_size > 0) {
@@ -50,6 +52,7 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
         if (ia.ndim() > 1) throw py::value_error("x: expected token ids of shape () or (B,), got shape " + shape_of(ia));
         unbatched = ia.ndim() == 0;
         B = unbatched ? 1 : ia.shape(0);
+        ip = ia.data();
     } else {
         xa = Arr<T>::ensure(x);
         if (!xa) throw py::type_error("x: expected an array of real numbers, got " +
@@ -59,12 +62,12 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
                                   "), got shape " + shape_of(xa));
         unbatched = xa.ndim() == 1;
         B = unbatched ? 1 : xa.shape(0);
+        xp = xa.data();
     }
     std::vector<py::ssize_t> hshape;  // as forward() takes h0
     if (S > 1) hshape.push_back(S);
     if (!unbatched) hshape.push_back(B);
     hshape.push_back(H);
-    Arr<T> ha;
     if (!h.is_none()) {
         ha = Arr<T>::ensure(h);
         if (!ha) throw py::type_error("h: expected an array of real numbers or None, got " +
@@ -75,14 +78,12 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
             Arr<T> want(hshape);
             throw py::value_error("h: expected shape " + shape_of(want) + ", got shape " + shape_of(ha));
         }
+        hp = ha.data();
     }
     std::vector<py::ssize_t> yshape;
     if (!unbatched) yshape.push_back(B);
     yshape.push_back(self.out_features());
     Arr<T> y(yshape), h_new(hshape);
-    const T* xp = xa ? xa.data() : nullptr;
-    const std::int64_t* ip = ia ? ia.data() : nullptr;
-    const T* hp = ha ? ha.data() : nullptr;
     T* yp = y.mutable_data();
     T* hnp = h_new.mutable_data();
     if (double(B) * double(H) * double(H + I) * double(S) < (1 << 16)) {  // shorter than a GIL round trip
@@ -228,6 +229,39 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("n"));
     m.def("get_num_threads", &get_num_threads);
+    // Fast path of losses.softmax_cross_entropy: (loss summed over rows, dL/dlogits), or None
+    // when the arrays are not float32/float64 logits and integer ids or an id is out of
+    // range (the Python path then handles the case and names the bad id).
+    m.def(
+        "softmax_xent",
+        [](py::array logits, py::array targets) -> py::object {
+            if (logits.ndim() < 1 || targets.ndim() != logits.ndim() - 1) return py::none();
+            for (py::ssize_t i = 0; i < targets.ndim(); ++i)
+                if (targets.shape(i) != logits.shape(i)) return py::none();
+            const char kind = targets.dtype().kind();
+            if (kind != 'i' && kind != 'u') return py::none();
+            auto run = [&](auto zero) -> py::object {
+                using T = decltype(zero);
+                Arr<T> z = Arr<T>::ensure(logits);
+                IdArr t = IdArr::ensure(targets);
+                if (!z || !t) return py::none();
+                const Index C = logits.shape(logits.ndim() - 1), N = C ? z.size() / C : t.size();
+                std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + logits.ndim());
+                Arr<T> grad(shape);
+                double loss = 0;
+                bool ok;
+                {
+                    py::gil_scoped_release nogil;
+                    ok = softmax_xent(loss, grad.mutable_data(), z.data(), t.data(), N, C);
+                }
+                if (!ok) return py::none();
+                return py::make_tuple(loss, grad);
+            };
+            if (logits.dtype().is(py::dtype::of<float>())) return run(float(0));
+            if (logits.dtype().is(py::dtype::of<double>())) return run(double(0));
+            return py::none();
+        },
+        py::arg("logits"), py::arg("targets"));
     m.def("gemm_isa", [] { return std::string(gemm_table().isa); });
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");

@@ -277,7 +277,12 @@ void gemm(const GemmArgs<T>& g) {
             }
             for (Index ic = 0; ic < M; ic += MC) {
                 const Index mc = imin(MC, M - ic);
-                pack_a<T>(ws.a, g.A, g.lda, g.transA, ic, mc, pc, kc);
+                // One row of A as stored is already its packed panel.
+                const T* ap = g.A + pc;
+                if (M > 1 || g.transA) {
+                    pack_a<T>(ws.a, g.A, g.lda, g.transA, ic, mc, pc, kc);
+                    ap = ws.a;
+                }
                 const Index np = (mc + MR - 1) / MR;
                 for (Index jr = 0; jr < nc; jr += NR) {
                     const Index nr = imin(NR, nc - jr);
@@ -290,7 +295,7 @@ void gemm(const GemmArgs<T>& g) {
                     }
                     for (Index p = 0; p < np; ++p) {
                         const Index r0 = mc * p / np, mr = mc * (p + 1) / np - r0;
-                        kernel_for<T>(int(mr))(kc, ws.a + r0 * kc, bp, ld, g.C + (ic + r0) * g.ldc + jc + jr, g.ldc,
+                        kernel_for<T>(int(mr))(kc, ap + r0 * kc, bp, ld, g.C + (ic + r0) * g.ldc + jc + jr, g.ldc,
                                                nr, acc);
                     }
                 }

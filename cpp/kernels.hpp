@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "gemm.hpp"
@@ -55,21 +56,39 @@ inline bool active(const int32_t* lengths, Index b, Index t) {
 }
 
 template <class T>
-inline void activation_forward(MatMap<T> z, Act act) {  // in place, (B, H)
+using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Calls f(offset, n) on the contiguous runs of a (rows, cols) block with leading dimension
+// ld: element-wise work on 1-D runs is vectorised; on a strided 2-D map Eigen is ~4x slower.
+template <class F>
+inline void for_runs(Index rows, Index cols, Index ld, F&& f) {
+    if (ld == cols) return f(Index(0), rows * cols);
+    for (Index r = 0; r < rows; ++r) f(r * ld, cols);
+}
+
+template <class T>
+inline void activation_forward(ArrMap<T> z, Act act) {  // in place
     switch (act) {
-        case Act::tanh: z.array() = z.array().tanh(); break;
-        case Act::relu: z.array() = z.array().max(T(0)); break;
-        case Act::sigmoid: z.array() = z.array().logistic(); break;
+        case Act::tanh: z = z.tanh(); break;
+        case Act::relu: z = z.max(T(0)); break;
+        case Act::sigmoid: z = z.logistic(); break;
     }
+}
+
+template <class T>
+inline void activation_forward(T* z, Index rows, Index cols, Index ld, Act act) {
+    for_runs(rows, cols, ld, [&](Index o, Index n) { activation_forward(ArrMap<T>(z + o, n), act); });
 }
 
 // g *= f'(z) written through the output s = f(z): tanh' = 1 - s^2, sigmoid' = s (1 - s).
 template <class T>
-inline void activation_backward(MatMap<T> g, CMatMap<T> s, Act act) {
+inline void activation_backward(ArrMap<T> g, CArrMap<T> s, Act act) {
     switch (act) {
-        case Act::tanh: g.array() *= T(1) - s.array().square(); break;
-        case Act::relu: g.array() *= (s.array() > T(0)).template cast<T>(); break;
-        case Act::sigmoid: g.array() *= s.array() * (T(1) - s.array()); break;
+        case Act::tanh: g *= T(1) - s.square(); break;
+        case Act::relu: g *= (s > T(0)).template cast<T>(); break;
+        case Act::sigmoid: g *= s * (T(1) - s); break;
     }
 }
 
@@ -99,7 +118,7 @@ void rnn_rows_forward(T* S, T* carry, const T* Whp, const int32_t* lengths, Inde
         const Index t = reverse ? Tn - 1 - step : step;
         T* St = S + (t * B + b0) * ldS;
         gemm_serial<T>({nb, H, H, prev, ld_prev, false, nullptr, 0, false, Whp, St, ldS, true});
-        activation_forward(mat(St, nb, H, ldS), act);
+        activation_forward(St, nb, H, ldS, act);
         if (lengths) {
             for (Index b = b0; b < b1; ++b) {
                 T* row = St + (b - b0) * ldS;
@@ -148,23 +167,29 @@ template <class T>
 void rnn_rows_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
                        Index Tn, Index B, Index b0, Index b1, Index H, Index ldS, bool reverse, Act act) {
     const Index nb = b1 - b0;
-    auto dc = mat(dcarry + b0 * H, nb, H, H);
+    T* dc = dcarry + b0 * H;
     for (Index step = Tn - 1; step >= 0; --step) {
         const Index t = reverse ? Tn - 1 - step : step;
         T* Gp = dS + (t * B + b0) * ldS;
-        auto G = mat(Gp, nb, H, ldS);
-        G += dc;
-        if (lengths)
-            for (Index b = b0; b < b1; ++b)
-                if (!active(lengths, b, t)) G.row(b - b0).setZero();
-        if (sumsq) sumsq[t] = G.squaredNorm();
-        activation_backward(G, cmat(S + (t * B + b0) * ldS, nb, H, ldS), act);
+        const T* St = S + (t * B + b0) * ldS;
+        T ss = 0;
+        for (Index r = 0; r < nb; ++r) {  // G = (dS_t + dc) * f'(s_t), row by row
+            ArrMap<T> g(Gp + r * ldS, H);
+            if (!active(lengths, b0 + r, t)) {
+                g.setZero();
+                continue;
+            }
+            g += CArrMap<T>(dc + r * H, H);
+            if (sumsq) ss += g.square().sum();
+            activation_backward(g, CArrMap<T>(St + r * ldS, H), act);
+        }
+        if (sumsq) sumsq[t] = ss;
         if (lengths) {  // past its end a sequence passes dL/dh through unchanged
             gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, tmp + b0 * H, H, false});
             for (Index b = b0; b < b1; ++b)
                 if (active(lengths, b, t)) std::memcpy(dcarry + b * H, tmp + b * H, sizeof(T) * H);
         } else {  // G already holds dc, so the product can overwrite it
-            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, dc.data(), H, false});
+            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, dc, H, false});
         }
     }
 }
@@ -239,7 +264,7 @@ void rnn_cell_forward(T* s,        // (B, H) out, not aliasing h
     mat(s, B, H, H).rowwise() = CRowVec<T>(b_h, H);
     gemm<T>({B, H, I, x, I, false, W_x, H, false, nullptr, s, H, true});
     gemm<T>({B, H, H, h, H, false, W_h, H, false, nullptr, s, H, true});
-    activation_forward(mat(s, B, H, H), act);
+    activation_forward(s, B, H, H, act);
 }
 
 // Output layer: y = f_o(s W_y + b_y) over all N = T*B rows.
@@ -256,7 +281,8 @@ void output_forward(T* Y,        // (N, O) out
         split_range(N, parts, i, lo, hi);
         auto Ym = mat(Y + lo * O, hi - lo, O, O);
         if (act == OutAct::sigmoid) {
-            Ym.array() = Ym.array().logistic();
+            ArrMap<T> a(Y + lo * O, (hi - lo) * O);
+            a = a.logistic();
         } else {
             for (Index n = 0; n < hi - lo; ++n) {
                 auto r = Ym.row(n);
@@ -265,6 +291,66 @@ void output_forward(T* Y,        // (N, O) out
             }
         }
     });
+}
+
+// Softmax cross-entropy of N rows of C logits against class ids, in one pass per row:
+// returns the loss summed over rows (accumulated in double) and writes dL/dz =
+// softmax(z) - onehot(t). Returns false, leaving grad partly written, if an id is outside [0, C).
+constexpr Index kRowBuf = 1024;
+
+template <class T>
+bool softmax_xent(double& loss,          // out
+                  T* grad,               // (N, C) out
+                  const T* z,            // (N, C)
+                  const int64_t* targets,  // (N)
+                  Index N, Index C) {
+    const int parts = N * C >= (1 << 17) ? get_num_threads() : 1;
+    double part_loss[64] = {};
+    bool part_ok[64];
+    const int P = std::min(parts, 64);
+    parallel_run(P, [&](int i) {
+        Index lo, hi;
+        split_range(N, P, i, lo, hi);
+        double total = 0;
+        part_ok[i] = true;
+        for (Index n = lo; n < hi; ++n) {
+            const int64_t t = targets[n];
+            if (t < 0 || t >= C) {
+                part_ok[i] = false;
+                return;
+            }
+            CArrMap<T> zr(z + n * C, C);
+            ArrMap<T> g(grad + n * C, C);
+            const T m = zr.maxCoeff();
+            T sum;
+            if (C <= kRowBuf) {
+                // Through an aligned buffer padded to whole vectors, so that every element
+                // takes Eigen's vectorised exp (an unaligned head or tail would take the
+                // scalar one: slower, and results would depend on the arrays' addresses).
+                alignas(64) T buf[kRowBuf];
+                const Index padded = (C + 15) / 16 * 16;
+                Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Aligned64> e(buf, padded);
+                e.head(C) = zr - m;
+                e.tail(padded - C).setConstant(-std::numeric_limits<T>::infinity());
+                e = e.exp();  // the padding gives exp(-88) or less: nothing next to exp(0) = 1
+                sum = e.head(C).sum();
+                g = e.head(C) / sum;
+            } else {
+                g = (zr - m).exp();
+                sum = g.sum();
+                g /= sum;
+            }
+            total += double(std::log(sum) + m) - double(zr[t]);
+            g[t] -= T(1);
+        }
+        part_loss[i] = total;
+    });
+    loss = 0;
+    for (int i = 0; i < P; ++i) {
+        if (!part_ok[i]) return false;
+        loss += part_loss[i];
+    }
+    return true;
 }
 
 // dL/dz from dL/dy through f_o's Jacobian, in place; Y holds f_o's outputs.

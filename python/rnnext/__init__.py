@@ -1,7 +1,8 @@
 """rnnext: vanilla recurrent neural networks with forward and BPTT in C++/Eigen."""
 
 from . import losses, optim
+from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .rnn import RNN
 
-__all__ = ["RNN", "losses", "optim", "__version__"]
+__all__ = ["RNN", "losses", "optim", "get_num_threads", "set_num_threads", "__version__"]

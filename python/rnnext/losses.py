@@ -13,6 +13,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from . import _core
 from ._checks import check_choice, first_bad_position
 
 REDUCTIONS = ("sum", "mean")
@@ -59,6 +60,15 @@ def softmax_cross_entropy(
     logits: Any, targets: Any, mask: Any = None, reduction: str = "sum"
 ) -> Tuple[float, np.ndarray]:
     """Cross-entropy of softmax(logits) against class ids (...) or distributions (..., C)."""
+    if mask is None and reduction in REDUCTIONS and isinstance(logits, np.ndarray) and isinstance(targets, np.ndarray):
+        # The common case (float logits, integer ids, no mask) in one C++ pass per row.
+        fast = _core.softmax_xent(logits, targets)
+        if fast is not None:
+            loss, grad = fast
+            if reduction == "mean" and targets.size:
+                loss /= targets.size
+                grad /= grad.dtype.type(targets.size)
+            return float(loss), grad
     z, m = _prepare("logits", logits, mask, reduction)
     C = z.shape[-1]
     logp = _log_softmax(z)

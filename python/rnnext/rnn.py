@@ -320,7 +320,7 @@ class RNN:
 
     # ----------------------------------------------------------------- backward
     def backward(
-        self, grad: Any, dh_n: Any = None, *, wrt: str = "y"
+        self, grad: Any, dh_n: Any = None, *, wrt: str = "y", need_dx: bool = True
     ) -> Tuple[Optional[np.ndarray], np.ndarray]:
         """Backpropagation through time for the last ``forward`` call.
 
@@ -330,8 +330,11 @@ class RNN:
         ``(dx, dh0)`` in the shapes of x and h0 (dx is None for token inputs).
         ``rnn.grad_norms`` (num_layers * directions, T) then holds |dL/ds_t| per step.
         Calling backward again for the same forward adds the gradients again.
+        ``need_dx=False`` skips dL/dx (returned as None), a product of T*B*H*input_size.
         """
         check_choice("wrt", wrt, ("y", "logits"))
+        if not isinstance(need_dx, (bool, np.bool_)):
+            raise TypeError(f"need_dx: expected a bool, got {need_dx!r}")
         if self._last is None:
             raise ValueError("backward: expected a forward() call first, got none to differentiate")
         if wrt == "logits" and not self.output_size:
@@ -342,11 +345,22 @@ class RNN:
         if g.shape != want:
             raise ValueError(f"grad: expected the shape of y, {want}, got {g.shape}")
         dh = None if dh_n is None else self._state_in("dh_n", dh_n, B, unbatched)
-        dx, dh0, norms = self._core.backward(g, dh, wrt == "logits", True)
+        dx, dh0, norms = self._core.backward(g, dh, wrt == "logits", bool(need_dx))
         self.grad_norms = norms
         if dx is not None and unbatched:
             dx = dx[:, 0]
         return dx, self._state_out(dh0, unbatched)
+
+    def step(self, x: Any, h: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+        """One step of every layer, for streaming inference: returns ``(y_t, h_new)``.
+
+        ``x`` is one step's input, (input_size,) or (B, input_size) (token ids: a scalar or
+        (B,)); ``h`` is the carried state in the shape ``forward`` takes for ``h0`` (None:
+        the initial state). ``step(x[t], h)`` over t gives ``forward(x)``'s outputs. No
+        dropout, nothing is kept for ``backward``; unidirectional models only. Checked and
+        run in C++, so a call costs about a microsecond at small sizes.
+        """
+        return self._core.step(x, h)
 
     # ------------------------------------------------------------------ helpers
     def reset_state(self, h: Any, done: Any) -> np.ndarray:

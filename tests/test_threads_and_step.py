@@ -1,0 +1,324 @@
+"""The engine's fast paths: thread count, shapes past the GEMM blocking sizes, the
+streaming step(), backward without dx, the one-pass softmax cross-entropy.
+
+References are independent: PyTorch (float64), the NumPy reference of tests/reference.py,
+forward() itself for step() (a different code path: packed GEMMs over all steps), and the
+general NumPy path of the loss. No timings are asserted here; see bench/.
+"""
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from reference import forward as ref_forward
+
+import rnnext
+from rnnext.losses import softmax_cross_entropy
+
+torch = pytest.importorskip("torch")
+from test_torch_parity import assert_close, torch_run  # noqa: E402
+
+
+@pytest.fixture
+def threads():
+    """Restores the engine's thread count after a test changes it."""
+    before = rnnext.get_num_threads()
+    yield
+    rnnext.set_num_threads(before)
+
+
+def run_all(rnn, x, h0, gy, gh, lengths=None):
+    """Outputs, states and every gradient of one forward/backward."""
+    y, h_n = rnn(x, h0, lengths=lengths)
+    rnn.zero_grad()
+    dx, dh0 = rnn.backward(gy, gh)
+    return dict(y=y, h_n=h_n, dx=dx, dh0=dh0, grads=rnn.flat_grads.copy(), norms=rnn.grad_norms.copy())
+
+
+# Big enough that products and recurrences are split across threads (the engine keeps
+# work below about 4M multiply-adds on one thread) and that the blocking loops of the
+# packed GEMM run more than once (K blocks of 256, row blocks of 240 / 120, column blocks
+# of 1024 / 512 values), with sizes that are not multiples of the vector width.
+BIG = [
+    # T, B, I, H, O, layers, bidirectional, nonlinearity, with lengths
+    (30, 9, 80, 300, 600, 1, False, "tanh", False),
+    (26, 13, 45, 263, None, 2, True, "relu", True),
+    (21, 25, 17, 130, 70, 1, False, "tanh", True),
+    (30, 20, 20, 400, None, 1, False, "tanh", False),  # dW_x (20 rows) is split by columns
+]
+
+
+@pytest.mark.parametrize("case", BIG)
+def test_big_shapes_match_torch_with_threads(case, threads):
+    T, B, I, H, O, L, bidir, act, with_lengths = case
+    rnnext.set_num_threads(2)
+    rng = np.random.default_rng(T * B)
+    rnn = rnnext.RNN(I, H, O, nonlinearity=act, num_layers=L, bidirectional=bidir, dtype="float64", seed=3)
+    rnn_t, lin_t = rnn.to_torch()
+    S = L * (2 if bidir else 1)
+    x = rng.standard_normal((T, B, I))
+    h0 = 0.5 * rng.standard_normal((S, B, H))
+    lengths = rng.integers(1, T + 1, B) if with_lengths else None
+    if with_lengths:
+        lengths[0] = T
+    gy = rng.standard_normal((T, B, O or (2 if bidir else 1) * H))
+    gh = rng.standard_normal((S, B, H))
+    h0_in, gh_in = (h0[0], gh[0]) if S == 1 else (h0, gh)
+    got = run_all(rnn, x, h0_in, gy, gh_in, lengths)
+
+    xt, ht, yt, hnt = torch_run(rnn_t, lin_t, x, h0, lengths)
+    assert_close(got["y"], yt.detach().numpy(), "float64", "y")
+    assert_close(got["h_n"], hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), "float64", "h_n")
+    ((yt * torch.tensor(gy)).sum() + (hnt * torch.tensor(gh)).sum()).backward()
+    assert_close(got["dx"], xt.grad.numpy(), "float64", "dx")
+    assert_close(got["dh0"], ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), "float64", "dh0")
+    for l in range(L):
+        for d in range(2 if bidir else 1):
+            t, r = f"_l{l}" + ("_reverse" if d else ""), (f"_l{l}" if l else "") + ("_reverse" if d else "")
+            W_x, W_h = rnn.grads["W_x" + r], rnn.grads["W_h" + r]
+            assert_close(W_x, getattr(rnn_t, "weight_ih" + t).grad.numpy().T, "float64", "W_x" + r)
+            assert_close(W_h, getattr(rnn_t, "weight_hh" + t).grad.numpy().T, "float64", "W_h" + r)
+            assert_close(rnn.grads["b_h" + r], getattr(rnn_t, "bias_hh" + t).grad.numpy(), "float64", "b_h" + r)
+    if O:
+        assert_close(rnn.grads["W_y"], lin_t.weight.grad.numpy().T, "float64", "W_y")
+        assert_close(rnn.grads["b_y"], lin_t.bias.grad.numpy(), "float64", "b_y")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", BIG)
+def test_thread_count_changes_nothing_but_rounding(case, dtype, threads):
+    T, B, I, H, O, L, bidir, act, with_lengths = case
+    rng = np.random.default_rng(1)
+    rnn = rnnext.RNN(I, H, O, nonlinearity=act, num_layers=L, bidirectional=bidir, dtype=dtype, seed=5)
+    S = L * (2 if bidir else 1)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((S, B, H)).astype(dtype)
+    gy = rng.standard_normal((T, B, O or (2 if bidir else 1) * H)).astype(dtype)
+    gh = rng.standard_normal((S, B, H)).astype(dtype)
+    lengths = rng.integers(0, T + 1, B) if with_lengths else None
+    h0_in, gh_in = (h0[0], gh[0]) if S == 1 else (h0, gh)
+    results = []
+    for n in (1, 2, 3):  # 3 threads on 2 cores still splits the work three ways
+        rnnext.set_num_threads(n)
+        results.append(run_all(rnn, x, h0_in, gy, gh_in, lengths))
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    for other in results[1:]:
+        for key, want in results[0].items():
+            scale = max(1.0, float(np.max(np.abs(want))))
+            np.testing.assert_allclose(other[key], want, rtol=tol, atol=tol * scale, err_msg=key)
+    # The same thread count gives bit-identical results.
+    again = run_all(rnn, x, h0_in, gy, gh_in, lengths)
+    for key, want in results[-1].items():
+        np.testing.assert_array_equal(again[key], want, err_msg=key)
+
+
+def test_float32_past_the_float_column_block_matches_float64():
+    """An output layer wider than 1024 values runs the float32 GEMM's column-block loop."""
+    r64 = rnnext.RNN(20, 64, 1100, dtype="float64", seed=0)
+    r32 = rnnext.RNN(20, 64, 1100, dtype="float32")
+    r32.flat_params[...] = r64.flat_params
+    x = np.random.default_rng(0).standard_normal((7, 3, 20))
+    g = np.random.default_rng(1).standard_normal((7, 3, 1100))
+    np.testing.assert_allclose(r32(x)[0], r64(x)[0], rtol=1e-4, atol=1e-5)
+    r32.backward(g)
+    r64.backward(g)
+    np.testing.assert_allclose(r32.flat_grads, r64.flat_grads, rtol=1e-4, atol=2e-4)
+
+
+def test_set_num_threads_checks_its_argument(threads):
+    rnnext.set_num_threads(3)
+    assert rnnext.get_num_threads() == 3
+    with pytest.raises(ValueError, match=r"n: expected an int >= 1, got 0"):
+        rnnext.set_num_threads(0)
+    with pytest.raises(TypeError, match=r"n: expected an int"):
+        rnnext.set_num_threads(1.5)
+    with pytest.raises(TypeError, match=r"n: expected an int"):
+        rnnext.set_num_threads(True)
+    assert rnnext.get_num_threads() == 3
+
+
+def _forward_in_child(queue):
+    rnn = rnnext.RNN(40, 200, 30, dtype="float64", seed=0)
+    y, _ = rnn(np.ones((40, 8, 40)))
+    queue.put(float(y.sum()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_threads_work_after_fork(threads):
+    """A child forked after the pool started gets a fresh pool instead of waiting forever
+    for the parent's workers."""
+    rnnext.set_num_threads(2)
+    rnn = rnnext.RNN(40, 200, 30, dtype="float64", seed=0)
+    want = float(rnn(np.ones((40, 8, 40)))[0].sum())  # starts the pool's workers
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forward_in_child, args=(queue,))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == want
+
+
+# ------------------------------------------------------------------------ step()
+STEP_MODELS = [
+    dict(input_size=5, hidden_size=7),
+    dict(input_size=5, hidden_size=16, output_size=4, num_layers=2, output_activation="softmax"),
+    dict(input_size=3, hidden_size=9, output_size=6, nonlinearity="relu", learn_h0=True),
+    dict(input_size=4, hidden_size=8, output_size=3, vocab_size=11, output_activation="sigmoid"),
+    dict(input_size=30, hidden_size=200, output_size=50),  # big enough to release the GIL
+]
+
+
+@pytest.mark.parametrize("kwargs", STEP_MODELS)
+def test_steps_give_forward(kwargs):
+    rng = np.random.default_rng(0)
+    rnn = rnnext.RNN(**kwargs, dtype="float64", seed=2)
+    if "h0" in rnn.params:
+        rnn.params["h0"][...] = rng.standard_normal(rnn.params["h0"].shape)
+    T, B = 6, 40 if kwargs["hidden_size"] == 200 else 3
+    if rnn.vocab_size:
+        x = rng.integers(0, rnn.vocab_size, (T, B))
+    else:
+        x = rng.standard_normal((T, B, rnn.input_size))
+    y_want, h_want = rnn(x)  # initial state: learned h0 or zeros
+    h = None
+    for t in range(T):
+        y_t, h = rnn.step(x[t], h)
+        np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
+
+
+def test_step_unbatched_and_given_state():
+    rng = np.random.default_rng(1)
+    rnn = rnnext.RNN(3, 6, 2, num_layers=3, dtype="float64", seed=0)
+    x = rng.standard_normal((4, 3))
+    h0 = rng.standard_normal((3, 6))
+    y_want, h_want = rnn(x, h0)
+    h = h0.copy()
+    for t in range(4):
+        y_t, h_next = rnn.step(x[t], h)
+        assert y_t.shape == (2,) and h_next.shape == (3, 6)
+        assert h_next is not h
+        h = h_next
+        np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(h0, h0.copy())  # the given state is not written
+
+
+def test_step_accepts_lists_and_other_dtypes():
+    rnn = rnnext.RNN(2, 3, dtype="float32", seed=0)
+    y1, h1 = rnn.step([0.5, -1], [0, 0, 0])
+    y2, h2 = rnn.step(np.array([0.5, -1.0]), np.zeros(3))
+    assert y1.dtype == np.float32
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(h1, h2)
+
+
+def test_step_leaves_a_pending_backward_alone():
+    rng = np.random.default_rng(2)
+    rnn = rnnext.RNN(4, 8, 3, dtype="float64", seed=1)
+    x, g = rng.standard_normal((5, 2, 4)), rng.standard_normal((5, 2, 3))
+    rnn(x)
+    rnn.zero_grad()
+    dx_want, _ = rnn.backward(g)
+    want = rnn.flat_grads.copy()
+    rnn(x)
+    rnn.step(rng.standard_normal((7, 4)), None)  # another batch size in between
+    rnn.zero_grad()
+    dx, _ = rnn.backward(g)
+    np.testing.assert_array_equal(rnn.flat_grads, want)
+    np.testing.assert_array_equal(dx, dx_want)
+
+
+STEP_ERRORS = [
+    (dict(), "step(np.zeros((2, 4)), None)", ValueError, r"x: expected shape \(3,\) or \(B, 3\), got shape \(2, 4\)"),
+    (dict(), "step(np.zeros(3), np.zeros((1, 5)))", ValueError, r"h: expected shape \(5,\), got shape \(1, 5\)"),
+    (dict(), "step(np.zeros((2, 3)), np.zeros((3, 5)))", ValueError, r"h: expected shape \(2, 5\), got shape \(3, 5\)"),
+    (dict(num_layers=2), "step(np.zeros(3), np.zeros(5))", ValueError, r"h: expected shape \(2, 5\)"),
+    (dict(), "step(['a', 'b', 'c'], None)", TypeError, r"x: expected an array of real numbers"),
+    (dict(), "step(np.zeros(3), 'state')", TypeError, r"h: expected an array of real numbers or None"),
+    (dict(bidirectional=True), "step(np.zeros(3), None)", ValueError, r"unidirectional"),
+    (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integer token ids"),
+    (dict(vocab_size=4), "step(np.array([1, 4]), None)", ValueError, r"token id 4 at position 1 is outside \[0, 4\)"),
+    (dict(vocab_size=4), "step(np.zeros((2, 2), int), None)", ValueError, r"x: expected token ids of shape \(\) or \(B,\)"),
+]
+
+
+@pytest.mark.parametrize("kwargs, call, error, text", STEP_ERRORS)
+def test_step_rejects_bad_input(kwargs, call, error, text):
+    rnn = rnnext.RNN(3, 5, **kwargs)
+    with pytest.raises(error, match=text):
+        eval("rnn." + call, {"rnn": rnn, "np": np})
+
+
+# ------------------------------------------------------------- backward(need_dx)
+def test_backward_without_dx_gives_the_same_gradients():
+    rng = np.random.default_rng(3)
+    rnn = rnnext.RNN(6, 10, 4, num_layers=2, dtype="float64", seed=0)
+    x, g = rng.standard_normal((9, 3, 6)), rng.standard_normal((9, 3, 4))
+    rnn(x)
+    rnn.zero_grad()
+    dx, dh0 = rnn.backward(g)
+    want = rnn.flat_grads.copy()
+    rnn(x)
+    rnn.zero_grad()
+    none, dh0_b = rnn.backward(g, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(rnn.flat_grads, want)
+    np.testing.assert_array_equal(dh0_b, dh0)
+    with pytest.raises(TypeError, match=r"need_dx: expected a bool"):
+        rnn.backward(g, need_dx="no")
+
+
+# -------------------------------------------------------- one-pass softmax loss
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("C", [1, 7, 16, 33, 2000])
+def test_softmax_loss_fast_path_equals_general_path(dtype, reduction, C):
+    """Without a mask the loss runs in C++; an all-ones mask takes the NumPy path."""
+    rng = np.random.default_rng(C)
+    z = (3 * rng.standard_normal((5, 4, C))).astype(dtype)[:, 1:]  # not contiguous
+    t = rng.integers(0, C, (5, 3)).astype(np.uint8 if C < 256 else np.int64)
+    loss, grad = softmax_cross_entropy(z, t, reduction=reduction)
+    want_loss, want_grad = softmax_cross_entropy(z, t, mask=np.ones((5, 3)), reduction=reduction)
+    assert grad.dtype == want_grad.dtype == np.dtype(dtype)
+    assert grad.shape == z.shape
+    tol = 1e-12 if dtype == "float64" else 2e-6
+    assert loss == pytest.approx(want_loss, rel=tol, abs=tol)
+    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol)
+
+
+def test_softmax_loss_fast_path_names_a_bad_id():
+    with pytest.raises(ValueError, match=r"targets: class ids must be in \[0, 3\), got -1 at targets\[1, 0\]"):
+        softmax_cross_entropy(np.zeros((2, 1, 3), np.float32), np.array([[0], [-1]]))
+
+
+# ------------------------------------------------------------------ workspaces
+def test_workspaces_stop_growing_and_stay_near_the_activations():
+    T, B, I, H, O = 40, 8, 12, 64, 10
+    rnn = rnnext.RNN(I, H, O, dtype="float32", seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    sizes = []
+    for _ in range(3):
+        y, _ = rnn(x)
+        rnn.backward(np.ones_like(y))
+        sizes.append(rnn._core.workspace_bytes)
+    first = sizes[0]
+    assert sizes == [first] * 3
+    # Kept: the input (T*B*I), the states (T*B*H) and their gradient (T*B*H), plus
+    # O(B*H + H*H) of packing and carry buffers.
+    activations = T * B * (I + 2 * H) * 4
+    assert activations <= first <= activations + 4 * (2 * B * H + 2 * H * H + 64 * T)
+
+
+def test_reference_agrees_on_a_threaded_shape(threads):
+    """The plain NumPy reference (loops over sequences) on a shape whose recurrence is split."""
+    rnnext.set_num_threads(2)
+    cfg = dict(num_layers=1, hidden_size=260, bidirectional=False, nonlinearity="tanh", output_size=None)
+    rnn = rnnext.RNN(10, 260, dtype="float64", seed=4)
+    x = np.random.default_rng(5).standard_normal((30, 8, 10))
+    y, h_n = rnn(x)
+    y_ref, h_ref = ref_forward(rnn.params, cfg, x)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-12, atol=1e-12)
