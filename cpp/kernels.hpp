@@ -98,12 +98,38 @@ inline void split_range(Index n, int parts, int i, Index& lo, Index& hi) {
     hi = n * (i + 1) / parts;
 }
 
-// Threads for a recurrence over B rows: each owns rows of the batch for all steps (a row's
-// recurrence needs only its own previous state, so there is no barrier per step).
-inline int recurrence_parts(Index B, Index H, Index Tn) {
+// How a recurrence is shared by threads. By rows: each thread owns rows of the batch for
+// all steps (a row needs only its own previous state: no barrier per step). By columns:
+// each thread owns columns of W_h and of the states, and the threads meet at a barrier
+// every step; chosen when W_h is too big for a core's cache (every thread would stream
+// all of it every step) or the batch is too small to share.
+struct RecurrencePlan {
+    int parts = 1;
+    bool by_columns = false;
+    Index units = 1, unit = 1;  // column ranges are whole packed panels
+};
+
+template <class T>
+inline RecurrencePlan plan_recurrence(Index B, Index H, Index Tn) {
+    RecurrencePlan p;
     const int threads = get_num_threads();
-    if (threads <= 1 || B < 2 || double(B) * double(H) * double(H) * double(Tn) < 4 * kParallelMinFma) return 1;
-    return static_cast<int>(std::min<Index>(threads, B));
+    const double step_fma = double(B) * double(H) * double(H);
+    if (threads <= 1 || step_fma * double(Tn) < 4 * kParallelMinFma) return p;
+    const bool big_wh = double(H) * double(H) * sizeof(T) > double(1 << 20);
+    p.unit = gemm_fns<T>().nr;
+    p.units = (H + p.unit - 1) / p.unit;
+    if ((big_wh || B < 2) && step_fma >= threads * double(1 << 18) && p.units >= 2) {
+        p.by_columns = true;
+        p.parts = static_cast<int>(std::min<Index>(threads, p.units));
+    } else if (B >= 2) {
+        p.parts = static_cast<int>(std::min<Index>(threads, B));
+    }
+    return p;
+}
+
+inline void column_range(const RecurrencePlan& p, Index H, int i, Index& c0, Index& c1) {
+    c0 = std::min(H, p.units * i / p.parts * p.unit);
+    c1 = std::min(H, p.units * (i + 1) / p.parts * p.unit);
 }
 
 // Rows [b0, b1) of the recurrence s_t = f(s_t + s_{t-1} W_h) over all steps; S already
@@ -135,6 +161,44 @@ void rnn_rows_forward(T* S, T* carry, const T* Whp, const int32_t* lengths, Inde
     if (!lengths) mat(carry + b0 * H, nb, H, H) = cmat(prev, nb, H, ld_prev);
 }
 
+// Columns [c0, c1) of the recurrence for all rows, one of a team meeting at `bar` every
+// step. With lengths the carried states alternate between carry and next, so that no
+// thread overwrites a state another one is still reading.
+template <class T>
+void rnn_cols_forward(T* S, T* carry, T* next, const T* Whp, const int32_t* lengths, Index Tn, Index B, Index c0,
+                      Index c1, Index H, Index ldS, bool reverse, Act act, SpinBarrier& bar) {
+    const Index nc = c1 - c0;
+    const T* prev = carry;
+    Index ld_prev = H;
+    T *cur = carry, *nxt = next;
+    for (Index step = 0; step < Tn; ++step) {
+        const Index t = reverse ? Tn - 1 - step : step;
+        T* St = S + t * B * ldS;
+        if (nc > 0) {
+            gemm_serial<T>({B, nc, H, prev, ld_prev, false, nullptr, 0, false, Whp + c0 * H, St + c0, ldS, true});
+            activation_forward(St + c0, B, nc, ldS, act);
+        }
+        if (lengths) {
+            for (Index b = 0; b < B; ++b) {
+                T* row = St + b * ldS + c0;
+                if (active(lengths, b, t)) {
+                    std::memcpy(nxt + b * H + c0, row, sizeof(T) * nc);
+                } else {
+                    std::memcpy(nxt + b * H + c0, cur + b * H + c0, sizeof(T) * nc);
+                    std::fill(row, row + nc, T(0));
+                }
+            }
+            std::swap(cur, nxt);
+            prev = cur;
+        } else {
+            prev = St;
+            ld_prev = ldS;
+        }
+        bar.wait();
+    }
+    if (prev != carry) mat(carry + c0, B, nc, H) = cmat(prev + c0, B, nc, ld_prev);
+}
+
 // One direction of one layer over all steps. The input projection of every step is one
 // GEMM before the loop, so the loop holds only s_{t-1} W_h (W_h packed once) and the
 // activation. Steps at or past lengths[b] leave row b of the carried state alone and
@@ -142,6 +206,7 @@ void rnn_rows_forward(T* S, T* carry, const T* Whp, const int32_t* lengths, Inde
 template <class T>
 void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in columns [0, H)
                        T* carry,               // (B, H) in: h0, out: h_n
+                       T* tmp,                 // (B, H) workspace
                        T* Whp,                 // (packed_size(H, H)) workspace
                        const T* X,             // (T, B, I) layer input
                        const T* W_x,           // (I, H)
@@ -153,10 +218,20 @@ void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in
     mat(S, Tn * B, H, ldS).rowwise() = CRowVec<T>(b_h, H);
     gemm<T>({Tn * B, H, I, X, I, false, W_x, H, false, nullptr, S, ldS, true});
     pack_b<T>(Whp, W_h, H, false, H, H);
-    const int parts = recurrence_parts(B, H, Tn);
-    parallel_run(parts, [&](int i) {
+    RecurrencePlan plan = plan_recurrence<T>(B, H, Tn);
+    if (plan.by_columns) {
+        SpinBarrier bar(plan.parts);
+        if (parallel_team(plan.parts, [&](int i) {
+                Index c0, c1;
+                column_range(plan, H, i, c0, c1);
+                rnn_cols_forward(S, carry, tmp, Whp, lengths, Tn, B, c0, c1, H, ldS, reverse, act, bar);
+            }))
+            return;
+        plan.parts = 1;  // the pool is busy: one thread
+    }
+    parallel_run(plan.parts, [&](int i) {
         Index b0, b1;
-        split_range(B, parts, i, b0, b1);
+        split_range(B, plan.parts, i, b0, b1);
         rnn_rows_forward(S, carry, Whp, lengths, Tn, B, b0, b1, H, ldS, reverse, act);
     });
 }
@@ -194,6 +269,41 @@ void rnn_rows_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* 
     }
 }
 
+// Columns [c0, c1) of the backward recurrence for all rows, one of a team meeting at `bar`
+// every step once G_t = dL/d(pre-activation) is complete in every column.
+template <class T>
+void rnn_cols_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
+                       Index Tn, Index B, Index c0, Index c1, Index H, Index ldS, bool reverse, Act act,
+                       SpinBarrier& bar) {
+    const Index nc = c1 - c0;
+    for (Index step = Tn - 1; step >= 0; --step) {
+        const Index t = reverse ? Tn - 1 - step : step;
+        T* Gt = dS + t * B * ldS;
+        const T* St = S + t * B * ldS;
+        T ss = 0;
+        for (Index b = 0; b < B && nc > 0; ++b) {
+            ArrMap<T> g(Gt + b * ldS + c0, nc);
+            if (!active(lengths, b, t)) {
+                g.setZero();
+                continue;
+            }
+            g += CArrMap<T>(dcarry + b * H + c0, nc);
+            if (sumsq) ss += g.square().sum();
+            activation_backward(g, CArrMap<T>(St + b * ldS + c0, nc), act);
+        }
+        if (sumsq) sumsq[t] = ss;
+        bar.wait();
+        if (nc == 0) continue;
+        if (lengths) {
+            gemm_serial<T>({B, nc, H, Gt, ldS, false, nullptr, 0, false, WhTp + c0 * H, tmp + c0, H, false});
+            for (Index b = 0; b < B; ++b)
+                if (active(lengths, b, t)) std::memcpy(dcarry + b * H + c0, tmp + b * H + c0, sizeof(T) * nc);
+        } else {
+            gemm_serial<T>({B, nc, H, Gt, ldS, false, nullptr, 0, false, WhTp + c0 * H, dcarry + c0, H, false});
+        }
+    }
+}
+
 // Backpropagation through time for rnn_layer_forward. Only dL/ds_t W_h^T is left inside
 // the loop; dW_x, dW_h, db_h and dX are single GEMMs over all T*B rows afterwards.
 template <class T>
@@ -216,17 +326,29 @@ void rnn_layer_backward(T* dX,                  // (T, B, I) accumulated, or nul
                         Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act) {
     if (Tn == 0 || B == 0) return;
     pack_b<T>(WhTp, W_h, H, true, H, H);  // W_h^T
-    const int parts = recurrence_parts(B, H, Tn);
-    parallel_run(parts, [&](int i) {
-        Index b0, b1;
-        split_range(B, parts, i, b0, b1);
-        rnn_rows_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, b0, b1, H,
-                          ldS, reverse, act);
-    });
+    RecurrencePlan plan = plan_recurrence<T>(B, H, Tn);
+    bool done = false;
+    if (plan.by_columns) {
+        SpinBarrier bar(plan.parts);
+        done = parallel_team(plan.parts, [&](int i) {
+            Index c0, c1;
+            column_range(plan, H, i, c0, c1);
+            rnn_cols_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, c0, c1, H,
+                              ldS, reverse, act, bar);
+        });
+        if (!done) plan.parts = 1;  // the pool is busy: one thread
+    }
+    if (!done)
+        parallel_run(plan.parts, [&](int i) {
+            Index b0, b1;
+            split_range(B, plan.parts, i, b0, b1);
+            rnn_rows_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, b0, b1, H,
+                              ldS, reverse, act);
+        });
     if (norms)
         for (Index t = 0; t < Tn; ++t) {
             T total = 0;
-            for (int i = 0; i < parts; ++i) total += sumsq[i * Tn + t];
+            for (int i = 0; i < plan.parts; ++i) total += sumsq[i * Tn + t];
             norms[t] = std::sqrt(total);
         }
     const Index N = Tn * B;

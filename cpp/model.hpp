@@ -197,11 +197,12 @@ public:
             }
             out_[l].resize(N * D * H);
             packed_.resize(packed_size<T>(H, H));
+            tmp_.resize(B * H);
             for (Index d = 0; d < D; ++d) {
                 const Cell& c = cells_[l * D + d];
                 const T* p = params_.get();
-                rnn_layer_forward(out_[l].data() + d * H, h_n + (l * D + d) * B * H, packed_.data(), X, p + c.W_x,
-                                  p + c.W_h, p + c.b_h, len, Tn, B, c.in, H, D * H, d == 1, cfg.act);
+                rnn_layer_forward(out_[l].data() + d * H, h_n + (l * D + d) * B * H, tmp_.data(), packed_.data(), X,
+                                  p + c.W_x, p + c.W_h, p + c.b_h, len, Tn, B, c.in, H, D * H, d == 1, cfg.act);
             }
         }
         const T* top = out_[L - 1].data();

@@ -57,9 +57,17 @@ public:
     template <class F>
     void run(int n, F&& fn) {
         n = std::min(n, size());
-        if (n <= 1 || in_worker()) return serial(n, fn);
+        if (!run_team(n, fn)) serial(n, fn);
+    }
+
+    // Runs fn(0..n-1) on n threads at once and returns true, or runs nothing and returns
+    // false when that is not possible now (pool busy or smaller than n, nested call). Parts
+    // that wait for each other (a barrier) need this guarantee.
+    template <class F>
+    bool run_team(int n, F&& fn) {
+        if (n <= 1 || n > size() || in_worker()) return false;
         std::unique_lock<std::mutex> busy(run_mu_, std::try_to_lock);
-        if (!busy.owns_lock()) return serial(n, fn);
+        if (!busy.owns_lock()) return false;
         if (static_cast<int>(workers_.size()) != size() - 1) start_workers();
         using Fn = typename std::remove_reference<F>::type;
         job_call_ = [](void* ctx, int i) noexcept { (*static_cast<Fn*>(ctx))(i); };
@@ -80,6 +88,7 @@ public:
                 cv_done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
             }
         }
+        return true;
     }
 
 private:
@@ -173,6 +182,32 @@ private:
     std::vector<std::thread> workers_;
 };
 
+// Threads of one run_team() job waiting for each other, e.g. once per time step. Spins
+// first (a step takes microseconds), then yields the core to whoever needs it.
+class SpinBarrier {
+public:
+    explicit SpinBarrier(int n) : n_(n) {}
+    void wait() {
+        const unsigned g = gen_.load(std::memory_order_acquire);
+        if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+            count_.store(0, std::memory_order_relaxed);
+            gen_.fetch_add(1, std::memory_order_release);
+            return;
+        }
+        for (int spin = 0; gen_.load(std::memory_order_acquire) == g; ++spin) {
+            if (spin < 20000)
+                cpu_relax();
+            else
+                std::this_thread::yield();
+        }
+    }
+
+private:
+    const int n_;
+    std::atomic<int> count_{0};
+    std::atomic<unsigned> gen_{0};
+};
+
 inline int get_num_threads() { return ThreadPool::get().size(); }
 inline void set_num_threads(int n) { ThreadPool::get().resize(n); }
 
@@ -180,6 +215,12 @@ inline void set_num_threads(int n) { ThreadPool::get().resize(n); }
 template <class F>
 inline void parallel_run(int n, F&& fn) {
     ThreadPool::get().run(n, fn);
+}
+
+// Calls fn(i) for i in [0, n) on n threads at once, or returns false having called nothing.
+template <class F>
+inline bool parallel_team(int n, F&& fn) {
+    return ThreadPool::get().run_team(n, fn);
 }
 
 }  // namespace rnnext

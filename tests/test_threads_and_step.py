@@ -37,7 +37,8 @@ def run_all(rnn, x, h0, gy, gh, lengths=None):
 
 
 # Big enough that products and recurrences are split across threads (the engine keeps
-# work below about 4M multiply-adds on one thread) and that the blocking loops of the
+# work below about 4M multiply-adds, or 16M for a whole recurrence, on one thread), by
+# batch rows or by columns of W_h, and that the blocking loops of the
 # packed GEMM run more than once (K blocks of 256, row blocks of 240 / 120, column blocks
 # of 1024 / 512 values), with sizes that are not multiples of the vector width.
 BIG = [
@@ -46,6 +47,9 @@ BIG = [
     (26, 13, 45, 263, None, 2, True, "relu", True),
     (21, 25, 17, 130, 70, 1, False, "tanh", True),
     (30, 20, 20, 400, None, 1, False, "tanh", False),  # dW_x (20 rows) is split by columns
+    # W_h over 1 MB, or one sequence: the recurrence is split by columns of W_h.
+    (20, 3, 10, 530, 20, 1, True, "tanh", True),
+    (30, 1, 8, 750, None, 1, False, "relu", False),
 ]
 
 
