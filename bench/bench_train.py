@@ -293,14 +293,12 @@ def time_shape(shape: str) -> Dict[str, Any]:
         per_step[name] = (time.perf_counter() - t0) / 2
     inner = {n: max(1, int(ARGS.block / max(dt, 1e-9))) for n, dt in per_step.items()}
     times: Dict[str, List[float]] = {n: [] for n in steps}
-    rss_before = rss_bytes()
     for _ in range(ARGS.rounds):
         for name, step in steps.items():
             for _ in range(inner[name]):
                 t0 = time.perf_counter()
                 step()
                 times[name].append(time.perf_counter() - t0)
-    rss_growth = rss_bytes() - rss_before
     fl = flops_per_step(pb["I"], pb["H"], pb["O"], pb["B"], pb["T"])
     ref = first_loss.get("numpy", first_loss.get("torch"))
     for name, ts in times.items():
@@ -309,16 +307,37 @@ def time_shape(shape: str) -> Dict[str, Any]:
         result["impls"][name] = dict(min_ms=tmin * 1e3, median_ms=tmed * 1e3, steps=len(ts),
                                      gflops=fl / tmin / 1e9, first_loss=first_loss[name], loss_agrees=agree)
     if "rnnext" in steps:
-        rnn = steps["rnnext"].model  # type: ignore[attr-defined]
-        core = rnn._core
-        result["memory"] = dict(
-            activations_bytes=pb["T"] * pb["B"] * pb["H"] * 4,
-            engine_bytes=int(getattr(core, "workspace_bytes", -1)),
-            rss_growth_bytes=rss_growth,
-        )
+        result["memory"] = measure_memory(steps["rnnext"], pb)
     result["shape"] = dict(zip("I H O B T".split(), SHAPES[shape][:5]), nonlinearity=pb["act"])
     result["flops_per_step"] = fl
     return result
+
+
+def measure_memory(step: Callable[[], float], pb: Dict[str, Any]) -> Dict[str, int]:
+    """rnnext's memory beyond its parameters, measured on its own after the timing: the
+    engine's buffers, the peak of the NumPy arrays one step allocates (tracemalloc sees
+    NumPy's allocations) and the RSS growth over further steps (0: nothing accumulates)."""
+    import tracemalloc
+
+    rnn = step.model  # type: ignore[attr-defined]
+    for _ in range(2):
+        step()
+    rss0 = rss_bytes()
+    for _ in range(5):
+        step()
+    rss_growth = rss_bytes() - rss0
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    step()
+    arrays_peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return dict(
+        activations_bytes=pb["T"] * pb["B"] * pb["H"] * 4,
+        engine_bytes=int(getattr(rnn._core, "workspace_bytes", -1)),
+        arrays_peak_bytes=int(arrays_peak),
+        rss_growth_bytes=int(rss_growth),
+    )
 
 
 def matmul_gflops(n: int = 2048, reps: int = 7) -> float:
@@ -398,7 +417,13 @@ def main() -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     report: Dict[str, Any] = {"date": started, "cpu": cpu_name(), "cores": os.cpu_count(),
                               "threads": ARGS.threads, "python": platform.python_version(),
-                              "numpy": np.__version__, "shapes": {}}
+                              "numpy": np.__version__, "shapes": {}, "rnnext_kernels": None}
+    try:
+        from rnnext import _core
+
+        report["rnnext_kernels"] = _core.gemm_isa()
+    except (ImportError, AttributeError):
+        pass
     for mod in ("rnnext", "torch", "jax"):
         try:
             report[mod] = __import__(mod).__version__
@@ -423,7 +448,8 @@ def main() -> int:
 
 def print_report(r: Dict[str, Any]) -> None:
     print(f"\n{r['date']}  {r['cpu']}  cores={r['cores']}  threads={r['threads']}  "
-          f"rnnext {r['rnnext']}  numpy {r['numpy']}  torch {r['torch']}  jax {r['jax']}")
+          f"rnnext {r['rnnext']} ({r['rnnext_kernels']} kernels)  numpy {r['numpy']}  torch {r['torch']}  "
+          f"jax {r['jax']}")
     mm = r["matmul_gflops"]
     print(f"NumPy float32 matmul n=2048: {mm:.1f} GFLOP/s (best of before/after: "
           f"{r['matmul_gflops_before']:.1f} / {r['matmul_gflops_after']:.1f})\n")
@@ -455,12 +481,15 @@ def print_report(r: Dict[str, Any]) -> None:
         miss = {n: m for s in r["shapes"].values() for n, m in s["missing"].items()}
         print("missing: " + "; ".join(f"{n}: {m}" for n, m in miss.items()))
     print("(min over all timed steps / median; '!' marks a first loss that differs from NumPy's)")
-    print("\nmemory (rnnext): engine buffers after a step vs stored activations T*B*H*4; RSS growth while timing")
+    print("\nmemory of rnnext beyond its parameters (MiB): engine buffers kept between calls, peak of the"
+          "\nNumPy arrays one step allocates (y, loss gradient, ...), stored activations T*B*H*4 for"
+          "\nscale, RSS growth over 5 more steps")
     for shape, s in r["shapes"].items():
         m = s.get("memory")
         if m:
-            print(f"  {shape:10s} engine {m['engine_bytes'] / 2**20:9.2f} MiB   activations "
-                  f"{m['activations_bytes'] / 2**20:8.2f} MiB   RSS growth {m['rss_growth_bytes'] / 2**20:7.2f} MiB")
+            mib = {k: v / 2**20 for k, v in m.items()}
+            print(f"  {shape:10s} engine {mib['engine_bytes']:8.2f}   arrays {mib['arrays_peak_bytes']:8.2f}   "
+                  f"activations {mib['activations_bytes']:8.2f}   RSS growth {mib['rss_growth_bytes']:6.2f}")
     st = r.get("streaming")
     if st:
         print("\nstreaming, one step B=1 I=32 H=64 from Python (us per call): " +

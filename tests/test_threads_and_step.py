@@ -38,9 +38,9 @@ def run_all(rnn, x, h0, gy, gh, lengths=None):
 
 # Big enough that products and recurrences are split across threads (the engine keeps
 # work below about 4M multiply-adds, or 16M for a whole recurrence, on one thread), by
-# batch rows or by columns of W_h, and that the blocking loops of the
-# packed GEMM run more than once (K blocks of 256, row blocks of 240 / 120, column blocks
-# of 1024 / 512 values), with sizes that are not multiples of the vector width.
+# batch rows or by columns of W_h, and that the blocking loops of the packed GEMM run
+# more than once (K blocks of 512, row blocks of 60, column blocks of 1024 floats / 512
+# doubles), with sizes that are not multiples of the vector width.
 BIG = [
     # T, B, I, H, O, layers, bidirectional, nonlinearity, with lengths
     (30, 9, 80, 300, 600, 1, False, "tanh", False),
