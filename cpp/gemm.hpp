@@ -7,6 +7,9 @@
 #include "gemm_types.hpp"
 #include "parallel.hpp"
 
+#include <cstdlib>
+#include <string>
+
 namespace rnnext {
 
 #if defined(RNNEXT_GEMM_MULTI_ISA)
@@ -15,14 +18,23 @@ extern const GemmTable gemm_table_v3;
 #endif
 extern const GemmTable gemm_table_base;
 
+// The best set this CPU has; RNNEXT_GEMM_ISA=avx2 or =generic asks for a lesser one (to
+// test those kernels on a bigger CPU).
 inline const GemmTable& gemm_table() {
 #if defined(RNNEXT_GEMM_MULTI_ISA)
     static const GemmTable* t = [] {
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-            return &gemm_table_v4;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gemm_table_v3;
+        const char* want = std::getenv("RNNEXT_GEMM_ISA");
+        const std::string w = want ? want : "";
+#if defined(RNNEXT_GEMM_TOP_IS_NATIVE)
+        const bool top = true;  // built for this host
+#else
+        const bool top = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+        if (w != "avx2" && w != "generic" && top) return &gemm_table_v4;
+        if (w != "generic" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            return &gemm_table_v3;
         return &gemm_table_base;
     }();
     return *t;

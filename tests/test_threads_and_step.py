@@ -326,3 +326,50 @@ def test_reference_agrees_on_a_threaded_shape(threads):
     y_ref, h_ref = ref_forward(rnn.params, cfg, x)
     np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------- kernels for other instruction sets
+CHILD = """
+import sys, numpy as np, rnnext
+from rnnext import _core
+out = {"isa": np.array(_core.gemm_isa())}
+for dtype in ("float32", "float64"):
+    rnn = rnnext.RNN(17, 130, 70, num_layers=2, bidirectional=True, dtype=dtype, seed=11)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((21, 25, 17))
+    y, h = rnn(x, lengths=rng.integers(1, 22, 25))
+    rnn.backward(rng.standard_normal(y.shape))
+    out["y_" + dtype], out["g_" + dtype] = y, rnn.flat_grads.copy()
+    uni = rnnext.RNN(17, 130, 70, dtype=dtype, seed=12)
+    out["s_" + dtype] = uni.step(x[0], None)[0]
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_other_instruction_sets_give_the_same_results(isa, tmp_path):
+    """Builds for x86-64 carry AVX-512, AVX2 and baseline kernels and pick one from the
+    CPU; RNNEXT_GEMM_ISA asks for a lesser one, so every kernel runs here."""
+    import subprocess
+    import sys
+
+    if rnnext._core.gemm_isa() == "generic":
+        pytest.skip("only the baseline kernels are built for this CPU")
+    results = {}
+    for name, env_isa in (("default", None), (isa, isa)):
+        env = dict(os.environ)
+        env.pop("RNNEXT_GEMM_ISA", None)
+        if env_isa:
+            env["RNNEXT_GEMM_ISA"] = env_isa
+        path = tmp_path / f"{name}.npz"
+        subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, check=True, timeout=300)
+        results[name] = dict(np.load(path))
+    if str(results[isa]["isa"]) != isa:
+        pytest.skip(f"this CPU cannot run the {isa} kernels")
+    assert str(results["default"]["isa"]) != isa
+    for key, want in results["default"].items():
+        if key == "isa":
+            continue
+        tol = 1e-12 if key.endswith("float64") else 2e-5
+        scale = max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(results[isa][key], want, rtol=tol, atol=tol * scale, err_msg=key)
