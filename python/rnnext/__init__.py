@@ -3,5 +3,6 @@
 from . import losses, optim
 from ._version import __version__
 from .rnn import RNN
+from .serialization import load
 
-__all__ = ["RNN", "losses", "optim", "__version__"]
+__all__ = ["RNN", "load", "losses", "optim", "__version__"]
