@@ -11,9 +11,11 @@ from . import serialization
 from ._checks import (
     as_float_array,
     as_int_array,
+    as_real_array,
     check_choice,
     check_dtype,
     check_int,
+    check_memory,
     check_shape,
     first_bad_position,
 )
@@ -105,6 +107,11 @@ class RNN:
         if seed is not None:
             seed = check_int("seed", seed, 0)
         self.dtype = check_dtype(dtype)
+        D = 2 if bidirectional else 1
+        n_params = (vocab_size or 0) * input_size + (output_size or 0) * (D * hidden_size + 1)
+        n_params += D * hidden_size * (input_size + hidden_size + 1 + (learn_h0 and num_layers))
+        n_params += (num_layers - 1) * D * hidden_size * (D * hidden_size + hidden_size + 1)
+        check_memory("the parameters and their gradients", 2 * n_params * self.dtype.itemsize)
         self._config: Dict[str, Any] = dict(
             input_size=input_size,
             hidden_size=hidden_size,
@@ -249,18 +256,21 @@ class RNN:
                     f"x: token ids must be in [0, {self.vocab_size}), got {int(ids[pos])} at x{where}"
                 )
             T, B = ids.shape
+            self._check_workspace(T, B)
             xf = None
         else:
-            xf = as_float_array("x", x, self.dtype)
-            if xf.ndim not in (2, 3):
+            xr = as_real_array("x", x)
+            if xr.ndim not in (2, 3):
                 raise ValueError(
-                    f"x: expected shape (T, B, {self.input_size}) or (T, {self.input_size}), got shape {xf.shape}"
+                    f"x: expected shape (T, B, {self.input_size}) or (T, {self.input_size}), got shape {xr.shape}"
                 )
-            unbatched = xf.ndim == 2
+            unbatched = xr.ndim == 2
             if unbatched:
-                xf = xf[:, None, :]
-            check_shape("x", xf, (None, None, self.input_size), ("T", "B", "input_size"))
-            T, B = xf.shape[:2]
+                xr = xr[:, None, :]
+            check_shape("x", xr, (None, None, self.input_size), ("T", "B", "input_size"))
+            T, B = xr.shape[:2]
+            self._check_workspace(T, B)  # before converting x, which may copy it
+            xf = np.ascontiguousarray(xr, dtype=self.dtype)
             ids = None
         h0a = None if h0 is None else self._state_in("h0", h0, B, unbatched)
         lens = None
@@ -282,6 +292,14 @@ class RNN:
         return y, self._state_out(h_n, unbatched)
 
     __call__ = forward
+
+    def _check_workspace(self, T: int, B: int) -> None:
+        # Stored per step and sequence: the input, every layer's states (twice with dropout),
+        # the outputs, and backward's gradients of the same sizes.
+        DH = self.num_directions * self.hidden_size
+        per_row = self.input_size + self.num_layers * DH * (3 if self._config["dropout"] else 1)
+        per_row += 2 * (self.output_size or 0) + 3 * max(self.input_size, DH) + self.hidden_size
+        check_memory(f"sequences of T={T}, B={B}", 2 * T * B * per_row * self.dtype.itemsize)
 
     def _state_in(self, name: str, value: Any, B: int, unbatched: bool) -> np.ndarray:
         arr = as_float_array(name, value, self.dtype)
@@ -318,7 +336,7 @@ class RNN:
         """
         check_choice("wrt", wrt, ("y", "logits"))
         if self._last is None:
-            raise RuntimeError("backward: no forward() to differentiate; call forward(x) first")
+            raise ValueError("backward: expected a forward() call first, got none to differentiate")
         if wrt == "logits" and not self.output_size:
             raise ValueError("wrt: 'logits' needs an output layer (output_size), got output_size=None")
         T, B, unbatched = self._last["T"], self._last["B"], self._last["unbatched"]
@@ -340,12 +358,10 @@ class RNN:
         done_a = np.asarray(done)
         if done_a.dtype != np.bool_:
             raise TypeError(f"done: expected a boolean array, got dtype {done_a.dtype}")
-        h_a = as_float_array("h", h, self.dtype)
-        B = done_a.shape[0] if done_a.ndim == 1 else -1
-        check_shape("done", done_a, (B,), ("B",))
-        out = self._state_in("h", h_a, B, False).copy()
-        fill = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
-        out[:, done_a] = np.broadcast_to(fill, out.shape)[:, done_a]
+        if done_a.ndim != 1:
+            raise ValueError(f"done: expected shape (B,), got {done_a.shape}")
+        out = self._state_in("h", h, done_a.shape[0], False).copy()  # (S, B, H)
+        out[:, done_a] = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
         return self._state_out(out, False)
 
     def num_parameters(self) -> int:
