@@ -25,13 +25,14 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 import numpy as np
 
 from ._version import __version__
+from .interop import _suffix  # rnnext's name suffix of a cell: "", "_reverse", "_l1", ...
 
 FORMAT_VERSION = 1
 NPZ_KEYS = ("format_version", "rnnext_version", "config", "layout", "params")
 PathLike = Union[str, "os.PathLike[str]"]
 
-# Attributes bound to the engine: rebuilt, never copied. `_last` describes the engine's
-# cached forward pass, which a copy does not have.
+# Attributes that RNN.__init__ rebuilds from the config (the engine and the views into it),
+# never copied. `_last` describes the engine's cached forward pass, which a copy lacks.
 _ENGINE_ATTRS = ("_core", "flat_params", "flat_grads", "params", "grads", "_last", "_config")
 
 
@@ -39,11 +40,6 @@ def _rnn_class() -> Any:
     from .rnn import RNN  # late: rnn.py imports this module
 
     return RNN
-
-
-def _suffix(layer: int, direction: int) -> str:
-    """rnnext's name suffix of a cell: "", "_reverse", "_l1", "_l1_reverse", ..."""
-    return (f"_l{layer}" if layer else "") + ("_reverse" if direction else "")
 
 
 def _torch_suffix(layer: int, direction: int) -> str:
