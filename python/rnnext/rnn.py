@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
+from . import serialization
 from ._checks import (
     as_float_array,
     as_int_array,
@@ -111,7 +112,7 @@ class RNN:
         n_params += D * hidden_size * (input_size + hidden_size + 1 + (learn_h0 and num_layers))
         n_params += (num_layers - 1) * D * hidden_size * (D * hidden_size + hidden_size + 1)
         check_memory("the parameters and their gradients", 2 * n_params * self.dtype.itemsize)
-        self._config = dict(
+        self._config: Dict[str, Any] = dict(
             input_size=input_size,
             hidden_size=hidden_size,
             output_size=output_size,
@@ -303,6 +304,8 @@ class RNN:
     def _state_in(self, name: str, value: Any, B: int, unbatched: bool) -> np.ndarray:
         arr = as_float_array(name, value, self.dtype)
         S, H = self.num_states, self.hidden_size
+        want: Tuple[int, ...]
+        axes: Tuple[str, ...]
         if S == 1:
             want, axes = ((H,), ("H",)) if unbatched else ((B, H), ("B", "H"))
         else:
@@ -408,3 +411,52 @@ class RNN:
         from .interop import to_torch
 
         return to_torch(self)
+
+    # ------------------------------------------- copies, files, PyTorch and Keras names
+    # All in serialization.py. A copy, even copy.copy, gets its own engine and buffers:
+    # params and grads are views into the engine's memory and must never be shared.
+    def __getstate__(self) -> Dict[str, Any]:
+        return serialization.get_state(self)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        serialization.set_state(self, state)
+
+    def __copy__(self) -> "RNN":
+        return serialization.clone(self, None)
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "RNN":
+        return serialization.clone(self, memo)
+
+    def save(self, path: serialization.PathLike) -> None:
+        """Write the config and parameters to an ``.npz`` file; read it with ``rnnext.load``."""
+        serialization.save(self, path)
+
+    def state_dict(self, *, rnn_prefix: str = "", linear_prefix: str = "linear.") -> Dict[str, np.ndarray]:
+        """Parameters under PyTorch's ``nn.RNN``/``nn.Linear`` names and shapes (copies)."""
+        return serialization.state_dict(self, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix)
+
+    def load_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        rnn_prefix: str = "",
+        linear_prefix: str = "linear.",
+    ) -> serialization.IncompatibleKeys:
+        """Copy in a PyTorch-named state dict (arrays or tensors); b_h = bias_ih + bias_hh."""
+        return serialization.load_state_dict(
+            self, state_dict, strict=strict, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix
+        )
+
+    def keras_weights(self) -> List[np.ndarray]:
+        """Keras ``get_weights()`` order: [kernel (I, H), recurrent_kernel (H, H), bias (H,)] per cell."""
+        return serialization.keras_weights(self)
+
+    def set_keras_weights(self, weights: Sequence[Any]) -> None:
+        """Copy in a Keras weight list (the order of ``keras_weights``)."""
+        serialization.set_keras_weights(self, weights)
+
+    @classmethod
+    def from_keras_weights(cls, weights: Sequence[Any], **kwargs: Any) -> "RNN":
+        """A model whose sizes come from a Keras weight list; kwargs go to ``RNN``."""
+        return serialization.from_keras_weights(cls, weights, **kwargs)
