@@ -2,7 +2,8 @@
 
 One training step = forward, loss, backpropagation through time and an SGD update of a tanh
 RNN with a linear output layer and softmax cross-entropy summed over all steps (the
-DeepBench shape: relu, no output layer, loss sum(y * R) for a fixed R). All implementations
+DeepBench shape: relu, no output layer, squared error 0.5*|y - R|^2 against a fixed random
+target R). All implementations
 start from the same parameters and their first losses are compared, so the table also says
 whether they computed the same thing. Rounds are interleaved (every implementation runs a
 block of steps per round) so drift on a shared machine hits all of them alike.
@@ -110,7 +111,8 @@ def build_rnnext(pb: Dict[str, Any]) -> Callable[[], float]:
         if targets is not None:
             loss, grad = softmax_cross_entropy(y, targets, reduction="sum")
         else:
-            loss, grad = float(np.vdot(y, R)), R
+            grad = y - R
+            loss = 0.5 * float(np.vdot(grad, grad))
         opt.zero_grad()
         if no_dx:
             rnn.backward(grad, wrt="logits" if targets is not None else "y", need_dx=False)
@@ -163,7 +165,8 @@ def build_numpy(pb: Dict[str, Any]) -> Callable[[], float]:
             g = {"W_y": Sf.T @ dz, "b_y": dz.sum(axis=0)}
             dS = (dz @ p["W_y"].T).reshape(T, B, H)
         else:
-            loss, g, dS = float(np.vdot(S, R)), {}, R
+            dS = S - R
+            loss, g = 0.5 * float(np.vdot(dS, dS)), {}
         dP = np.empty_like(S)
         dh = np.zeros((B, H), np.float32)
         WhT = p["W_h"].T
@@ -213,7 +216,7 @@ def build_torch(pb: Dict[str, Any]) -> Callable[[], float]:
         if O:
             loss = torch.nn.functional.cross_entropy(lin(out).reshape(-1, O), tg, reduction="sum")
         else:
-            loss = (out * R).sum()
+            loss = 0.5 * ((out - R) ** 2).sum()
         loss.backward()
         opt.step()
         return float(loss.detach())
@@ -239,7 +242,7 @@ def build_jax(pb: Dict[str, Any]) -> Callable[[], float]:
         if O:
             logp = jax.nn.log_softmax(S @ p["W_y"] + p["b_y"])
             return -jnp.take_along_axis(logp, targets[..., None], axis=-1).sum()
-        return jnp.vdot(S, R)
+        return 0.5 * jnp.sum((S - R) ** 2)
 
     @jax.jit
     def train(p: Dict[str, Any], x: Any, targets: Any, R: Any) -> Any:
