@@ -7,6 +7,7 @@
 #include "gemm_types.hpp"
 #include "parallel.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -58,7 +59,15 @@ inline Index packed_size(Index K, Index N) {
 
 template <class T>
 inline void pack_b(T* dst, const T* B, Index ldb, bool trans, Index K, Index N) {
-    gemm_fns<T>().pack_b(dst, B, ldb, trans, K, N);
+    const GemmFns<T>& f = gemm_fns<T>();
+    const Index panels = (N + f.nr - 1) / f.nr;
+    const int parts = double(K) * double(N) >= double(1 << 18) ? static_cast<int>(std::min<Index>(
+                                                                     get_num_threads(), panels))
+                                                               : 1;
+    parallel_run(parts, [&](int i) {  // whole panels per thread: K * nr values each
+        const Index lo = panels * i / parts * f.nr, hi = std::min(N, panels * (i + 1) / parts * f.nr);
+        if (lo < hi) f.pack_b(dst + lo * K, trans ? B + lo * ldb : B + lo, ldb, trans, K, hi - lo);
+    });
 }
 
 // One product on the calling thread.
@@ -99,6 +108,7 @@ inline void gemm(const GemmArgs<T>& a) {
             else
                 s.B = a.transB ? a.B + lo * a.ldb : a.B + lo;
             s.C = a.C + lo;
+            if (a.bias) s.bias = a.bias + lo;
         }
         gemm_serial(s);
     });

@@ -64,18 +64,27 @@ inline void store(T* p, typename Tr<T>::V v) {
     __builtin_memcpy(p, &v, sizeof v);
 }
 
-// c (mr, nr) [+]= acc tile; full tiles go straight to C, edge tiles through a buffer.
+// c (mr, nr) = tile + (acc ? c : bias row, if any); full tiles go straight to C, edge tiles
+// through a buffer.
 template <class T, int MR_>
-inline void store_tile(T* c, Index ldc, Index nr, bool acc, typename Tr<T>::V (&c0)[MR_],
+inline void store_tile(T* c, Index ldc, Index nr, bool acc, const T* bias, typename Tr<T>::V (&c0)[MR_],
                        typename Tr<T>::V (&c1)[MR_]) {
     constexpr int L = Tr<T>::L, NR = Tr<T>::NR;
     if (nr == NR) {
+        typename Tr<T>::V bias0{}, bias1{};
+        if (bias) {
+            bias0 = load<T>(bias);
+            bias1 = load<T>(bias + L);
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < MR_; ++i) {
             T* ci = c + i * ldc;
             if (acc) {
                 c0[i] += load<T>(ci);
                 c1[i] += load<T>(ci + L);
+            } else if (bias) {
+                c0[i] += bias0;
+                c1[i] += bias1;
             }
             store<T>(ci, c0[i]);
             store<T>(ci + L, c1[i]);
@@ -87,14 +96,14 @@ inline void store_tile(T* c, Index ldc, Index nr, bool acc, typename Tr<T>::V (&
         store<T>(tmp, c0[i]);
         store<T>(tmp + L, c1[i]);
         T* ci = c + i * ldc;
-        for (Index j = 0; j < nr; ++j) ci[j] = acc ? ci[j] + tmp[j] : tmp[j];
+        for (Index j = 0; j < nr; ++j) ci[j] = acc ? ci[j] + tmp[j] : bias ? tmp[j] + bias[j] : tmp[j];
     }
 }
 
 // C tile (MR_, nr) [+]= A panel (MR_ x kc, k-major) * B panel (kc x NR, row stride ldb).
 template <class T, int MR_>
 void kernel(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T* c, Index ldc, Index nr,
-            bool acc) {
+            bool acc, const T* bias) {
     using V = typename Tr<T>::V;
     constexpr int L = Tr<T>::L;
     V c0[MR_], c1[MR_];
@@ -117,14 +126,14 @@ void kernel(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T
         a += MR_;
         b += ldb;
     }
-    store_tile<T, MR_>(c, ldc, nr, acc, c0, c1);
+    store_tile<T, MR_>(c, ldc, nr, acc, bias, c0, c1);
 }
 
 // One row: with two accumulators only, the FMA latency would bound the loop, so four
 // consecutive k go to separate accumulators that are summed at the end.
 template <class T>
 void kernel_row(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T* c, Index ldc, Index nr,
-                bool acc) {
+                bool acc, const T* bias) {
     using V = typename Tr<T>::V;
     constexpr int L = Tr<T>::L;
     V s0[4] = {}, s1[4] = {};
@@ -145,11 +154,11 @@ void kernel_row(Index kc, const T* __restrict a, const T* __restrict b, Index ld
     }
     V c0[1] = {(s0[0] + s0[1]) + (s0[2] + s0[3])};
     V c1[1] = {(s1[0] + s1[1]) + (s1[2] + s1[3])};
-    store_tile<T, 1>(c, ldc, nr, acc, c0, c1);
+    store_tile<T, 1>(c, ldc, nr, acc, bias, c0, c1);
 }
 
 template <class T>
-using KernelFn = void (*)(Index, const T*, const T*, Index, T*, Index, Index, bool);
+using KernelFn = void (*)(Index, const T*, const T*, Index, T*, Index, Index, bool, const T*);
 
 template <class T, int MR_>
 constexpr KernelFn<T> kernel_of() {
@@ -260,7 +269,7 @@ void gemm(const GemmArgs<T>& g) {
     if (K <= 0) {
         if (!g.accumulate)
             for (Index i = 0; i < M; ++i)
-                for (Index j = 0; j < N; ++j) g.C[i * g.ldc + j] = T(0);
+                for (Index j = 0; j < N; ++j) g.C[i * g.ldc + j] = g.bias ? g.bias[j] : T(0);
         return;
     }
     Workspace<T>& ws = workspace<T>();
@@ -308,7 +317,7 @@ void gemm(const GemmArgs<T>& g) {
                     for (Index p = 0; p < np; ++p) {
                         const Index r0 = mc * p / np, mr = mc * (p + 1) / np - r0;
                         kernel_for<T>(int(mr))(kc, ap + r0 * kc, bp, ld, g.C + (ic + r0) * g.ldc + jc + jr, g.ldc,
-                                               nr, acc);
+                                               nr, acc, g.bias ? g.bias + jc + jr : nullptr);
                     }
                 }
             }

@@ -22,6 +22,7 @@ struct GemmArgs {
     T* C;
     Index ldc;
     bool accumulate; // C += ... instead of C = ...
+    const T* bias = nullptr;  // (N): C = bias + ... (rows broadcast) when not accumulating
 };
 
 template <class T>

@@ -43,11 +43,19 @@ inline CMatMap<T> cmat(const T* p, Index rows, Index cols, Index ld) {
     return CMatMap<T>(p, rows, cols, Eigen::OuterStride<>(ld));
 }
 
-// out (cols) += the sum of the rows of A (rows, cols).
+// out (cols) += the sum of the rows of A (rows, cols); big ones split by columns.
 template <class T>
 inline void column_sums(T* out, const T* A, Index rows, Index cols, Index ld) {
-    auto o = RowVec<T>(out, cols);
-    for (Index r = 0; r < rows; ++r) o += CRowVec<T>(A + r * ld, cols);
+    const Index units = (cols + 15) / 16;
+    const int parts = double(rows) * double(cols) >= double(1 << 20)
+                          ? static_cast<int>(std::min<Index>(get_num_threads(), units))
+                          : 1;
+    parallel_run(parts, [&](int i) {
+        const Index c0 = units * i / parts * 16, c1 = std::min(cols, units * (i + 1) / parts * 16);
+        if (c0 >= c1) return;
+        auto o = RowVec<T>(out + c0, c1 - c0);
+        for (Index r = 0; r < rows; ++r) o += CRowVec<T>(A + r * ld + c0, c1 - c0);
+    });
 }
 
 // Is step t inside sequence b? Without lengths every step is.
@@ -215,8 +223,7 @@ void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in
                        const int32_t* lengths, // (B) or nullptr
                        Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act) {
     if (Tn == 0 || B == 0) return;
-    mat(S, Tn * B, H, ldS).rowwise() = CRowVec<T>(b_h, H);
-    gemm<T>({Tn * B, H, I, X, I, false, W_x, H, false, nullptr, S, ldS, true});
+    gemm<T>({Tn * B, H, I, X, I, false, W_x, H, false, nullptr, S, ldS, false, b_h});
     pack_b<T>(Whp, W_h, H, false, H, H);
     RecurrencePlan plan = plan_recurrence<T>(B, H, Tn);
     if (plan.by_columns) {
@@ -383,8 +390,7 @@ void rnn_cell_forward(T* s,        // (B, H) out, not aliasing h
                       const T* x,  // (B, I)
                       const T* h,  // (B, H)
                       const T* W_x, const T* W_h, const T* b_h, Index B, Index I, Index H, Act act) {
-    mat(s, B, H, H).rowwise() = CRowVec<T>(b_h, H);
-    gemm<T>({B, H, I, x, I, false, W_x, H, false, nullptr, s, H, true});
+    gemm<T>({B, H, I, x, I, false, W_x, H, false, nullptr, s, H, false, b_h});
     gemm<T>({B, H, H, h, H, false, W_h, H, false, nullptr, s, H, true});
     activation_forward(s, B, H, H, act);
 }
@@ -394,8 +400,7 @@ template <class T>
 void output_forward(T* Y,        // (N, O) out
                     const T* S,  // (N, DH)
                     const T* W_y, const T* b_y, Index N, Index DH, Index O, OutAct act) {
-    mat(Y, N, O, O).rowwise() = CRowVec<T>(b_y, O);
-    gemm<T>({N, O, DH, S, DH, false, W_y, O, false, nullptr, Y, O, true});
+    gemm<T>({N, O, DH, S, DH, false, W_y, O, false, nullptr, Y, O, false, b_y});
     if (act == OutAct::none) return;
     const int parts = N * O >= (1 << 17) ? get_num_threads() : 1;
     parallel_run(parts, [&](int i) {
