@@ -116,6 +116,9 @@ void kernel(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T
         __builtin_prefetch(c + i * ldc + Tr<T>::NR - 1, 1);
     }
     for (Index k = 0; k < kc; ++k) {
+        // 8 steps ahead (measured: +1-3 % on 3200 x 1024 x 1024 products)
+        __builtin_prefetch(b + 8 * ldb);
+        __builtin_prefetch(a + 8 * MR_);
         const V b0 = load<T>(b), b1 = load<T>(b + L);
 #pragma GCC unroll 16
         for (int i = 0; i < MR_; ++i) {
