@@ -516,6 +516,12 @@ def print_report(r: Dict[str, Any]) -> None:
     if "deepbench" in r["shapes"] and "rnnext" in r["shapes"]["deepbench"]["impls"]:
         g = r["shapes"]["deepbench"]["impls"]["rnnext"]["gflops"]
         print(f"  deepbench  {g:.1f} GFLOP/s = {100 * g / r['matmul_gflops']:.0f} % of matmul")
+    for shape, s in r["shapes"].items():
+        m = s.get("memory")
+        if m and shape == "large":
+            k = m["engine_bytes"] / m["activations_bytes"]
+            print(f"  memory     engine buffers {k:.1f} x the stored activations T*B*H (goal: about 1 x plus "
+                  f"O(B*H)) {'met' if k < 1.5 else 'NOT met'}; RSS growth {m['rss_growth_bytes']} bytes")
     if st and st.get("rnnext.step_us") is not None:
         v = st["rnnext.step_us"]
         print(f"  streaming  {v:.2f} us per step() (goal < 2) {'met' if v < 2 else 'NOT met'}")
