@@ -1,7 +1,11 @@
 """rnnext: vanilla recurrent neural networks with forward and BPTT in C++/Eigen."""
 
 from . import losses, optim
+from . import tasks
 from ._version import __version__
+from .checkpoint import load_checkpoint, save_checkpoint
 from .rnn import RNN
+from .training import Trainer
 
 __all__ = ["RNN", "losses", "optim", "__version__"]
+__all__ += ["tasks", "Trainer", "save_checkpoint", "load_checkpoint"]
