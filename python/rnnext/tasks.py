@@ -246,8 +246,8 @@ class Adding(_GeneratedTask):
     name = "adding"
     metric = "MSE"
     loss_name = "squared error at the last step"
-    defaults = dict(hidden=100, layers=1, optimizer="adam", lr=1e-3, clip=1.0, steps=5000, minutes=4.5,
-                    eval_every=500, schedule="cosine")
+    defaults = dict(hidden=100, layers=1, optimizer="adam", lr=1e-3, clip=1.0, steps=12000, minutes=4.5,
+                    eval_every=1000, schedule="cosine")
     BASELINE = 1.0 / 6.0
 
     def __init__(self, seq_len: int = 100, *, batch_size: int = 50, heldout_size: int = 1000, seed: int = 0) -> None:
@@ -303,7 +303,7 @@ class Sentiment(_GeneratedTask):
     metric = "accuracy"
     loss_name = "cross-entropy per sequence (nats)"
     higher_is_better = True
-    defaults = dict(hidden=64, layers=1, optimizer="adam", lr=3e-3, clip=1.0, steps=1500, minutes=4.5,
+    defaults = dict(hidden=64, layers=1, optimizer="adam", lr=3e-3, clip=1.0, steps=2000, minutes=4.5,
                     eval_every=250, schedule="cosine")
 
     def __init__(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ._checks import check_int
 from .optim import Optimizer, clip_grad_norm
@@ -65,7 +65,7 @@ class Trainer:
         minutes: Optional[float] = None,
         *,
         progress: bool = True,
-        callbacks: tuple = (),
+        callbacks: Sequence[Callback] = (),
         log: Callable[[str], None] = print,
     ) -> Dict[str, float]:
         """Train until ``self.step`` reaches ``steps`` or ``minutes`` of wall time have passed,
