@@ -36,6 +36,11 @@ struct TensorInfo {
     std::vector<Index> shape;
 };
 
+// Workspaces are 64-byte aligned like the parameters, so Eigen's vectorised loops split
+// every buffer the same way and equal inputs give bit-identical results in any model.
+template <class T>
+using Buffer = std::vector<T, Eigen::aligned_allocator<T>>;
+
 template <class T>
 struct AlignedFree {
     void operator()(T* p) const { std::free(p); }
@@ -289,12 +294,12 @@ private:
     // Context of the last forward call.
     bool have_forward_ = false, used_learned_h0_ = false, dropped_ = false;
     Index T_ = 0, B_ = 0;
-    std::vector<T> X0_, H0_, Y_;
+    Buffer<T> X0_, H0_, Y_;
     std::vector<std::int64_t> ids_;
     std::vector<std::int32_t> lengths_;
-    std::vector<std::vector<T>> out_, in_, mask_;  // per layer: states (T, B, D*H), dropped input, mask
+    std::vector<Buffer<T>> out_, in_, mask_;  // per layer: states (T, B, D*H), dropped input, mask
     // Workspaces, grown once and reused.
-    std::vector<T> dTop_, dIn_, dZ_, dPre_, tmp_;
+    Buffer<T> dTop_, dIn_, dZ_, dPre_, tmp_;
 };
 
 }  // namespace rnnext

@@ -5,7 +5,8 @@ from . import tasks
 from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .rnn import RNN
+from .serialization import load
 from .training import Trainer
 
-__all__ = ["RNN", "losses", "optim", "__version__"]
+__all__ = ["RNN", "load", "losses", "optim", "__version__"]
 __all__ += ["tasks", "Trainer", "save_checkpoint", "load_checkpoint"]

@@ -6,6 +6,7 @@ Every message names the argument, what was expected and what was received.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -39,12 +40,17 @@ def check_dtype(value: Any) -> np.dtype:
     return dt
 
 
-def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous array of the model's dtype; real numbers only (no copy when possible)."""
+def as_real_array(name: str, value: Any) -> np.ndarray:
+    """An array of real numbers, not yet converted (no copy for an ndarray)."""
     arr = value if isinstance(value, np.ndarray) else _from_sequence(name, value)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return arr
+
+
+def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous array of the model's dtype; real numbers only (no copy when possible)."""
+    return np.ascontiguousarray(as_real_array(name, value), dtype=dtype)
 
 
 def as_int_array(name: str, value: Any) -> np.ndarray:
@@ -74,6 +80,21 @@ def check_shape(name: str, arr: np.ndarray, expected: Sequence[Optional[int]], a
             raise ValueError(
                 f"{name}: axis {i} ({axes[i]}) should have size {want_n}, got {got} (shape {arr.shape})"
             )
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_memory(what: str, nbytes: int) -> None:
+    """Refuse before allocating what cannot fit: Linux would overcommit and then kill us."""
+    ram = physical_memory()
+    if ram and nbytes > ram:
+        raise MemoryError(f"{what} need {nbytes / 2**30:.1f} GiB, more than this machine's {ram / 2**30:.1f} GiB of memory")
 
 
 def first_bad_position(mask: np.ndarray) -> tuple:

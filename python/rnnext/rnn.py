@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _core
+from . import serialization
 from ._checks import (
     as_float_array,
     as_int_array,
+    as_real_array,
     check_choice,
     check_dtype,
     check_int,
+    check_memory,
     check_shape,
     first_bad_position,
 )
@@ -104,7 +107,12 @@ class RNN:
         if seed is not None:
             seed = check_int("seed", seed, 0)
         self.dtype = check_dtype(dtype)
-        self._config = dict(
+        D = 2 if bidirectional else 1
+        n_params = (vocab_size or 0) * input_size + (output_size or 0) * (D * hidden_size + 1)
+        n_params += D * hidden_size * (input_size + hidden_size + 1 + (learn_h0 and num_layers))
+        n_params += (num_layers - 1) * D * hidden_size * (D * hidden_size + hidden_size + 1)
+        check_memory("the parameters and their gradients", 2 * n_params * self.dtype.itemsize)
+        self._config: Dict[str, Any] = dict(
             input_size=input_size,
             hidden_size=hidden_size,
             output_size=output_size,
@@ -248,18 +256,21 @@ class RNN:
                     f"x: token ids must be in [0, {self.vocab_size}), got {int(ids[pos])} at x{where}"
                 )
             T, B = ids.shape
+            self._check_workspace(T, B)
             xf = None
         else:
-            xf = as_float_array("x", x, self.dtype)
-            if xf.ndim not in (2, 3):
+            xr = as_real_array("x", x)
+            if xr.ndim not in (2, 3):
                 raise ValueError(
-                    f"x: expected shape (T, B, {self.input_size}) or (T, {self.input_size}), got shape {xf.shape}"
+                    f"x: expected shape (T, B, {self.input_size}) or (T, {self.input_size}), got shape {xr.shape}"
                 )
-            unbatched = xf.ndim == 2
+            unbatched = xr.ndim == 2
             if unbatched:
-                xf = xf[:, None, :]
-            check_shape("x", xf, (None, None, self.input_size), ("T", "B", "input_size"))
-            T, B = xf.shape[:2]
+                xr = xr[:, None, :]
+            check_shape("x", xr, (None, None, self.input_size), ("T", "B", "input_size"))
+            T, B = xr.shape[:2]
+            self._check_workspace(T, B)  # before converting x, which may copy it
+            xf = np.ascontiguousarray(xr, dtype=self.dtype)
             ids = None
         h0a = None if h0 is None else self._state_in("h0", h0, B, unbatched)
         lens = None
@@ -282,9 +293,19 @@ class RNN:
 
     __call__ = forward
 
+    def _check_workspace(self, T: int, B: int) -> None:
+        # Stored per step and sequence: the input, every layer's states (twice with dropout),
+        # the outputs, and backward's gradients of the same sizes.
+        DH = self.num_directions * self.hidden_size
+        per_row = self.input_size + self.num_layers * DH * (3 if self._config["dropout"] else 1)
+        per_row += 2 * (self.output_size or 0) + 3 * max(self.input_size, DH) + self.hidden_size
+        check_memory(f"sequences of T={T}, B={B}", 2 * T * B * per_row * self.dtype.itemsize)
+
     def _state_in(self, name: str, value: Any, B: int, unbatched: bool) -> np.ndarray:
         arr = as_float_array(name, value, self.dtype)
         S, H = self.num_states, self.hidden_size
+        want: Tuple[int, ...]
+        axes: Tuple[str, ...]
         if S == 1:
             want, axes = ((H,), ("H",)) if unbatched else ((B, H), ("B", "H"))
         else:
@@ -315,7 +336,7 @@ class RNN:
         """
         check_choice("wrt", wrt, ("y", "logits"))
         if self._last is None:
-            raise RuntimeError("backward: no forward() to differentiate; call forward(x) first")
+            raise ValueError("backward: expected a forward() call first, got none to differentiate")
         if wrt == "logits" and not self.output_size:
             raise ValueError("wrt: 'logits' needs an output layer (output_size), got output_size=None")
         T, B, unbatched = self._last["T"], self._last["B"], self._last["unbatched"]
@@ -337,12 +358,10 @@ class RNN:
         done_a = np.asarray(done)
         if done_a.dtype != np.bool_:
             raise TypeError(f"done: expected a boolean array, got dtype {done_a.dtype}")
-        h_a = as_float_array("h", h, self.dtype)
-        B = done_a.shape[0] if done_a.ndim == 1 else -1
-        check_shape("done", done_a, (B,), ("B",))
-        out = self._state_in("h", h_a, B, False).copy()
-        fill = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
-        out[:, done_a] = np.broadcast_to(fill, out.shape)[:, done_a]
+        if done_a.ndim != 1:
+            raise ValueError(f"done: expected shape (B,), got {done_a.shape}")
+        out = self._state_in("h", h, done_a.shape[0], False).copy()  # (S, B, H)
+        out[:, done_a] = self.params["h0"][:, None, :] if "h0" in self.params else 0.0
         return self._state_out(out, False)
 
     def num_parameters(self) -> int:
@@ -378,3 +397,52 @@ class RNN:
         from .interop import to_torch
 
         return to_torch(self)
+
+    # ------------------------------------------- copies, files, PyTorch and Keras names
+    # All in serialization.py. A copy, even copy.copy, gets its own engine and buffers:
+    # params and grads are views into the engine's memory and must never be shared.
+    def __getstate__(self) -> Dict[str, Any]:
+        return serialization.get_state(self)
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        serialization.set_state(self, state)
+
+    def __copy__(self) -> "RNN":
+        return serialization.clone(self, None)
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "RNN":
+        return serialization.clone(self, memo)
+
+    def save(self, path: serialization.PathLike) -> None:
+        """Write the config and parameters to an ``.npz`` file; read it with ``rnnext.load``."""
+        serialization.save(self, path)
+
+    def state_dict(self, *, rnn_prefix: str = "", linear_prefix: str = "linear.") -> Dict[str, np.ndarray]:
+        """Parameters under PyTorch's ``nn.RNN``/``nn.Linear`` names and shapes (copies)."""
+        return serialization.state_dict(self, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix)
+
+    def load_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        rnn_prefix: str = "",
+        linear_prefix: str = "linear.",
+    ) -> serialization.IncompatibleKeys:
+        """Copy in a PyTorch-named state dict (arrays or tensors); b_h = bias_ih + bias_hh."""
+        return serialization.load_state_dict(
+            self, state_dict, strict=strict, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix
+        )
+
+    def keras_weights(self) -> List[np.ndarray]:
+        """Keras ``get_weights()`` order: [kernel (I, H), recurrent_kernel (H, H), bias (H,)] per cell."""
+        return serialization.keras_weights(self)
+
+    def set_keras_weights(self, weights: Sequence[Any]) -> None:
+        """Copy in a Keras weight list (the order of ``keras_weights``)."""
+        serialization.set_keras_weights(self, weights)
+
+    @classmethod
+    def from_keras_weights(cls, weights: Sequence[Any], **kwargs: Any) -> "RNN":
+        """A model whose sizes come from a Keras weight list; kwargs go to ``RNN``."""
+        return serialization.from_keras_weights(cls, weights, **kwargs)
