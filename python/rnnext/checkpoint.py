@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Type, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from .rnn import RNN
 
 FORMAT = "rnnext-checkpoint"
 VERSION = 1
-_OPTIMIZER_CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+_OPTIMIZER_CLASSES: Dict[str, Type[Optimizer]] = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 
 
 def _split(prefix: str, state: Dict[str, Any], arrays: Dict[str, np.ndarray]) -> Dict[str, Any]:
@@ -81,7 +81,7 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **cast(Dict[str, Any], arrays))
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)
@@ -175,7 +175,7 @@ def load_checkpoint(path: Any) -> Checkpoint:
     optimizer = None
     if meta["optimizer"] is not None:
         state = _join("optimizer", meta["optimizer"], arrays)
-        cls = _OPTIMIZER_CLASSES.get(state.get("type"))
+        cls = _OPTIMIZER_CLASSES.get(str(state.get("type")))
         if cls is None:
             raise _bad(path, f"unknown optimizer type {state.get('type')!r}")
         try:

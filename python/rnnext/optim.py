@@ -60,8 +60,8 @@ class Optimizer:
         self.lr_schedule = lr_schedule
         self.step_count = 0
         self._tmp = np.empty_like(self._p)  # workspace: one allocation, reused every step
-        for name in self.buffers:
-            setattr(self, name, np.zeros_like(self._p))
+        # Per-parameter state, each buffer shaped like flat_params.
+        self.state: Dict[str, np.ndarray] = {name: np.zeros_like(self._p) for name in self.buffers}
 
     def current_lr(self) -> float:
         """The learning rate the next ``step()`` uses."""
@@ -90,7 +90,7 @@ class Optimizer:
         for name in self.hyper:
             state[name] = getattr(self, name)
         for name in self.buffers:
-            state[name] = getattr(self, name).copy()
+            state[name] = self.state[name].copy()
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -121,7 +121,7 @@ class Optimizer:
             raise ValueError(f"state: step_count should be an int >= 0, got {step_count!r}")
         self.lr, self.step_count = lr, int(step_count)
         for name, a in arrays.items():
-            getattr(self, name)[...] = a
+            self.state[name][...] = a
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyper)
@@ -154,7 +154,7 @@ class SGD(Optimizer):
         if self.momentum == 0:
             p -= np.multiply(g, lr, out=self._tmp)
             return
-        buf = self.momentum_buffer
+        buf = self.state["momentum_buffer"]
         if self.step_count == 1:
             buf[...] = g
         else:
@@ -192,12 +192,12 @@ class Adagrad(Optimizer):
         self.eps = _check_float("eps", eps, 0.0)
         self.initial_accumulator_value = _check_float("initial_accumulator_value", initial_accumulator_value, 0.0)
         super().__init__(model, lr, lr_schedule)
-        self.sum[...] = self.initial_accumulator_value
+        self.state["sum"][...] = self.initial_accumulator_value
 
     def _update(self, lr: Any) -> None:
-        g, t = self._g, self._tmp
-        self.sum += np.multiply(g, g, out=t)
-        np.sqrt(self.sum, out=t)
+        g, t, acc = self._g, self._tmp, self.state["sum"]
+        acc += np.multiply(g, g, out=t)
+        np.sqrt(acc, out=t)
         t += t.dtype.type(self.eps)
         np.divide(g, t, out=t)
         t *= lr
@@ -231,7 +231,7 @@ class RMSprop(Optimizer):
         super().__init__(model, lr, lr_schedule)
 
     def _update(self, lr: Any) -> None:
-        g, t, v = self._g, self._tmp, self.square_avg
+        g, t, v = self._g, self._tmp, self.state["square_avg"]
         dt = v.dtype.type
         v *= dt(self.alpha)
         np.multiply(g, g, out=t)
@@ -241,7 +241,7 @@ class RMSprop(Optimizer):
         t += dt(self.eps)
         np.divide(g, t, out=t)
         if self.momentum > 0:
-            buf = self.momentum_buffer
+            buf = self.state["momentum_buffer"]
             buf *= dt(self.momentum)
             buf += t
             np.multiply(buf, lr, out=t)
@@ -277,7 +277,7 @@ class Adam(Optimizer):
         super().__init__(model, lr, lr_schedule)
 
     def _update(self, lr: Any) -> None:
-        g, t, m, v = self._g, self._tmp, self.exp_avg, self.exp_avg_sq
+        g, t, m, v = self._g, self._tmp, self.state["exp_avg"], self.state["exp_avg_sq"]
         dt = m.dtype.type
         b1, b2 = self.betas
         m *= dt(b1)

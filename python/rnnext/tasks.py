@@ -44,7 +44,7 @@ def _check_float(name: str, value: Any, low: float, high: float) -> float:
 
 
 def _rng_state(rng: np.random.Generator) -> Dict[str, Any]:
-    return rng.bit_generator.state
+    return dict(rng.bit_generator.state)
 
 
 def _set_rng_state(rng: np.random.Generator, state: Any) -> None:
@@ -125,13 +125,13 @@ class _GeneratedTask(Task):
         if self._heldout_keys is None:
             return batch
         for _ in range(100):
-            clash = [i for i, k in enumerate(self.keys(batch)) if k in self._heldout_keys]
+            clash = [i for i, k in enumerate(self.keys(batch) or []) if k in self._heldout_keys]
             if not clash:
                 return batch
             fresh = self.generate(self.rng, len(clash))
             for name, arr in batch.items():
                 axis = 0 if name == "lengths" else 1
-                idx = [slice(None)] * arr.ndim
+                idx: List[Any] = [slice(None)] * arr.ndim
                 idx[axis] = clash
                 arr[tuple(idx)] = fresh[name]
         raise RuntimeError(
@@ -384,7 +384,8 @@ def stdlib_corpus(heldout_every: int = 10) -> Tuple[str, str, str]:
         raise FileNotFoundError(
             f"charlm: found {len(files)} .py files in {root}, too few for the default corpus; pass a text file (--data)"
         )
-    train, held = [], []
+    train: List[str] = []
+    held: List[str] = []
     for i, f in enumerate(files):
         with open(f, encoding="utf-8", errors="replace") as fh:
             (held if i % heldout_every == heldout_every - 1 else train).append(fh.read())
@@ -486,7 +487,8 @@ class CharLM(Task):
         counts = np.bincount(self.train_ids, minlength=len(self.vocab)) + 1.0  # add-one smoothing
         self.unigram_bits = float(-np.mean(np.log2(counts / counts.sum())[self.heldout_ids]))
         self.rng = np.random.default_rng(self.seed)
-        self.pass_index, self.chunk, self.h = 0, 0, None
+        self.pass_index, self.chunk = 0, 0
+        self.h: Optional[np.ndarray] = None  # the state carried from chunk to chunk
         self._new_pass()
 
     def config(self) -> Dict[str, Any]:

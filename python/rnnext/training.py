@@ -11,6 +11,7 @@ The loop in ``Trainer.fit`` is the whole story; copy it when you need something 
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
@@ -149,7 +150,7 @@ class Trainer:
 def _progress_bar(total: Optional[int], initial: int) -> Any:
     """A tqdm bar on stderr, or None when tqdm is not installed (lines are printed instead)."""
     try:
-        from tqdm.auto import tqdm
+        tqdm = importlib.import_module("tqdm.auto").tqdm
     except ImportError:
         return None
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
