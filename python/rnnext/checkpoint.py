@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Type, cast
+from typing import Any, Dict, Optional, Type
 
 import numpy as np
 
+from ._files import read_npz, write_npz_atomic
 from .optim import OPTIMIZERS, Optimizer
 from .rnn import RNN
 
@@ -76,22 +74,7 @@ def save_checkpoint(
         raise TypeError(f"checkpoint: the state to save is not JSON-able: {e}") from e
     arrays["meta"] = np.array(text)
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **cast(Dict[str, Any], arrays))
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would differ from an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_npz_atomic(os.fspath(path), arrays)
 
 
 @dataclass
@@ -140,13 +123,9 @@ def load_checkpoint(path: Any) -> Checkpoint:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("an .npy array, not an .npz archive")
-        with archive:
-            arrays = {name: archive[name] for name in archive.files}  # reads (and CRC-checks) all
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as e:
-        raise _bad(path, f"truncated or corrupt ({type(e).__name__}: {e})") from e
+        arrays = read_npz(path)
+    except ValueError as e:
+        raise _bad(path, f"truncated or corrupt ({e})") from e
 
     if "meta" not in arrays or arrays["meta"].dtype.kind != "U" or arrays["meta"].ndim != 0:
         raise _bad(path, "not an rnnext checkpoint (no 'meta' record)")

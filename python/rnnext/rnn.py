@@ -240,7 +240,6 @@ class RNN:
         when ``x`` is unbatched. ``lengths`` (B,) gives each sequence's length: later steps
         leave its state unchanged and output zeros; ``h_n`` is its state at its last step.
         """
-        D, H = self.num_directions, self.hidden_size
         if self.vocab_size:
             ids = as_int_array("x", x)
             if ids.ndim not in (1, 2):
@@ -339,7 +338,7 @@ class RNN:
             raise ValueError("backward: expected a forward() call first, got none to differentiate")
         if wrt == "logits" and not self.output_size:
             raise ValueError("wrt: 'logits' needs an output layer (output_size), got output_size=None")
-        T, B, unbatched = self._last["T"], self._last["B"], self._last["unbatched"]
+        B, unbatched = self._last["B"], self._last["unbatched"]
         g = as_float_array("grad", grad, self.dtype)
         want = self._last["y_shape"]
         if g.shape != want:
