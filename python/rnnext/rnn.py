@@ -284,10 +284,9 @@ class RNN:
                 raise ValueError(f"lengths: expected values in [0, {T}] (T), got {int(lens[b])} at lengths[{b}]")
             lens = lens.astype(np.int32)
         y, h_n = self._core.forward(xf, ids, h0a, lens, T, B, self.training)
-        self._last = dict(T=T, B=B, unbatched=unbatched, y_shape=None)
         if unbatched:
             y = y[:, 0]
-        self._last["y_shape"] = y.shape
+        self._last = dict(B=B, unbatched=unbatched, y_shape=y.shape)
         return y, self._state_out(h_n, unbatched)
 
     __call__ = forward
