@@ -240,7 +240,6 @@ class RNN:
         when ``x`` is unbatched. ``lengths`` (B,) gives each sequence's length: later steps
         leave its state unchanged and output zeros; ``h_n`` is its state at its last step.
         """
-        D, H = self.num_directions, self.hidden_size
         if self.vocab_size:
             ids = as_int_array("x", x)
             if ids.ndim not in (1, 2):
@@ -285,10 +284,9 @@ class RNN:
                 raise ValueError(f"lengths: expected values in [0, {T}] (T), got {int(lens[b])} at lengths[{b}]")
             lens = lens.astype(np.int32)
         y, h_n = self._core.forward(xf, ids, h0a, lens, T, B, self.training)
-        self._last = dict(T=T, B=B, unbatched=unbatched, y_shape=None)
         if unbatched:
             y = y[:, 0]
-        self._last["y_shape"] = y.shape
+        self._last = dict(B=B, unbatched=unbatched, y_shape=y.shape)
         return y, self._state_out(h_n, unbatched)
 
     __call__ = forward
@@ -342,7 +340,7 @@ class RNN:
             raise ValueError("backward: expected a forward() call first, got none to differentiate")
         if wrt == "logits" and not self.output_size:
             raise ValueError("wrt: 'logits' needs an output layer (output_size), got output_size=None")
-        T, B, unbatched = self._last["T"], self._last["B"], self._last["unbatched"]
+        B, unbatched = self._last["B"], self._last["unbatched"]
         g = as_float_array("grad", grad, self.dtype)
         want = self._last["y_shape"]
         if g.shape != want:

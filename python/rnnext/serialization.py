@@ -18,12 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
-import zipfile
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._files import read_npz, write_npz_atomic
 from ._version import __version__
 from .interop import _suffix  # rnnext's name suffix of a cell: "", "_reverse", "_l1", ...
 
@@ -112,15 +111,7 @@ def save(model: Any, path: PathLike) -> None:
         layout=np.array(json.dumps(_layout(model))),
         params=model.flat_params,
     )
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".rnnext-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_npz_atomic(path, arrays)
 
 
 def load(path: PathLike) -> Any:
@@ -141,13 +132,9 @@ def load(path: PathLike) -> Any:
         return ValueError(f"{path}: {msg}")
 
     try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with f:
-            data = {k: f[k] for k in f.files}  # reads (and CRC-checks) every entry now
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise bad(f"not a readable rnnext .npz file ({type(e).__name__}: {e})") from e
+        data = read_npz(path)
+    except ValueError as e:
+        raise bad(f"not a readable rnnext .npz file ({e})") from e
     missing = [k for k in NPZ_KEYS if k not in data]
     unknown = sorted(set(data) - set(NPZ_KEYS))
     if missing or unknown:

@@ -1,0 +1,45 @@
+"""The two file operations that models and checkpoints share: an atomic ``.npz`` write and
+a read that checks the whole archive before anything is used."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+import zlib
+from typing import Any, Dict, Mapping
+
+import numpy as np
+
+
+def write_npz_atomic(path: str, arrays: Mapping[str, Any]) -> None:
+    """Write ``arrays`` to ``path`` (no ``.npz`` appended) through a temporary file in the same
+    folder, synced and then renamed: an interrupted save never replaces a good file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would differ from an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, read (and CRC-checked) in full, no pickles.
+    Anything unreadable is a ValueError whose message says what failed."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as e:
+        raise ValueError(f"{type(e).__name__}: {e}") from e
