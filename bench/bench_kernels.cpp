@@ -2,9 +2,9 @@
 // shapes of bench_train.py, the packed GEMM against Eigen's, and counts heap allocations
 // made by steady-state training steps (there should be none). Build and run:
 //
-//   cmake -S . -B build-bench -DRNNEXT_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
+//   cmake -S . -B build/bench -DRNNEXT_BENCH=ON -DCMAKE_BUILD_TYPE=Release \
 //         -DPython_EXECUTABLE=$(which python) -Dpybind11_DIR=$(python -m pybind11 --cmakedir)
-//   cmake --build build-bench --target bench_kernels && build-bench/bench_kernels [threads]
+//   cmake --build build/bench --target bench_kernels && build/bench/bench_kernels [threads] [seconds]
 //
 // Compare its forward + backward time with bench_train.py's rnnext step to see what the
 // binding, the loss and the SGD update in Python cost.
@@ -133,7 +133,6 @@ static void bench_gemm(Index M, Index N, Index K, double budget) {
 }
 
 int main(int argc, char** argv) {
-    if (std::getenv("FTZ")) __builtin_ia32_ldmxcsr(__builtin_ia32_stmxcsr() | 0x8040);
     const int threads = argc > 1 ? std::atoi(argv[1]) : available_cores();
     const double budget = argc > 2 ? std::atof(argv[2]) : 2.0;
     const Shape shapes[] = {
