@@ -30,6 +30,19 @@ static std::string shape_of(const py::array& a) {
     return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+// A C-contiguous array of the model's dtype from real numbers only: forcecast alone would
+// drop the imaginary part of complex input silently.
+template <class T>
+static Arr<T> real_array(py::handle obj, const char* name, const char* or_none) {
+    py::array raw = py::array::ensure(obj);
+    const char kind = raw ? raw.dtype().kind() : 'O';
+    if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+        throw py::type_error(std::string(name) + ": expected an array of real numbers" + or_none + ", got " +
+                             (raw ? "dtype " + std::string(py::str(raw.dtype()))
+                                  : std::string(py::str(py::type::of(obj).attr("__name__")))));
+    return Arr<T>::ensure(raw);
+}
+
 // One streaming step (see Model::step): x (I,) or (B, I) (token ids: () or (B,)), h in the
 // shape forward() takes for h0 or None; returns (y, h_new). Checked here, not in Python, so
 // that a call costs about a microsecond.
@@ -54,9 +67,7 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
         B = unbatched ? 1 : ia.shape(0);
         ip = ia.data();
     } else {
-        xa = Arr<T>::ensure(x);
-        if (!xa) throw py::type_error("x: expected an array of real numbers, got " +
-                                      std::string(py::str(py::type::of(x).attr("__name__"))));
+        xa = real_array<T>(x, "x", "");
         if ((xa.ndim() != 1 && xa.ndim() != 2) || xa.shape(xa.ndim() - 1) != I)
             throw py::value_error("x: expected shape (" + std::to_string(I) + ",) or (B, " + std::to_string(I) +
                                   "), got shape " + shape_of(xa));
@@ -69,9 +80,7 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
     if (!unbatched) hshape.push_back(B);
     hshape.push_back(H);
     if (!h.is_none()) {
-        ha = Arr<T>::ensure(h);
-        if (!ha) throw py::type_error("h: expected an array of real numbers or None, got " +
-                                      std::string(py::str(py::type::of(h).attr("__name__"))));
+        ha = real_array<T>(h, "h", " or None");
         bool same = ha.ndim() == static_cast<py::ssize_t>(hshape.size());
         for (std::size_t i = 0; same && i < hshape.size(); ++i) same = ha.shape(i) == hshape[i];
         if (!same) {

@@ -48,6 +48,14 @@ BAD_INPUTS = [
     ("reset done not bool", "r.reset_state(np.zeros((2, 4)), [1, 0])", "TypeError", "done: expected a boolean array"),
     ("clip bad max_norm", "rnnext.optim.clip_grad_norm(r, -1)", "ValueError", "max_norm"),
     ("sgd bad lr", "rnnext.optim.SGD(r, lr=0)", "ValueError", "lr"),
+    ("step x shape", "r.step(np.zeros(5))", "ValueError", "x: expected shape (3,) or (B, 3), got shape (5,)"),
+    ("step h shape", "r.step(np.zeros(3), np.zeros(7))", "ValueError", "h: expected shape (4,), got shape (7,)"),
+    ("step x complex", "r.step(np.zeros(3, complex))", "TypeError", "x: expected an array of real numbers"),
+    ("step h strings", "r.step(np.zeros(3), np.array(['a'] * 4))", "TypeError", "h: expected an array of real numbers"),
+    ("step x object", "r.step(object())", "TypeError", "x: expected an array of real numbers"),
+    ("step id out of range", "v.step(7)", "ValueError", "outside [0, 5)"),
+    ("step bidirectional", "rnnext.RNN(3, 4, bidirectional=True).step(np.zeros(3))", "ValueError", "unidirectional"),
+    ("threads zero", "rnnext.set_num_threads(0)", "ValueError", "n: expected an int >= 1"),
     ("loss bad target id", "rnnext.losses.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 7]))", "ValueError", "targets"),
 ]
 

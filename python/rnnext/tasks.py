@@ -143,7 +143,7 @@ class _GeneratedTask(Task):
         batch = self.next_batch()
         out, _ = model(batch["x"], lengths=batch.get("lengths"))
         loss, grad = self.loss(out, batch)
-        model.backward(grad, wrt="logits")
+        model.backward(grad, wrt="logits", need_dx=False)  # x is data: no dL/dx
         return loss
 
     def _heldout_outputs(self, model: RNN) -> np.ndarray:
