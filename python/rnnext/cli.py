@@ -8,11 +8,14 @@ line. See ``docs/training.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from . import optim
+from . import distributed, optim
 from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
 from .tasks import TASKS, get_task, sample_text
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule-steps", type=_positive_int, metavar="N",
                    help="length of the cosine schedule (default: --steps)")
     t.add_argument("--clip", type=_positive_float, help="clip the global gradient norm to this (default: per task)")
-    t.add_argument("--batch", type=_positive_int, metavar="N", help="sequences per batch (default: per task)")
+    t.add_argument("--batch", type=_positive_int, metavar="N",
+                   help="sequences per batch (default: per task); under mpiexec -n R, per rank: R x N in all")
     t.add_argument("--bptt", type=_positive_int, metavar="T", help="charlm: characters per truncated-BPTT chunk")
     t.add_argument("--eval-every", type=_positive_int, metavar="N", help="validate every N steps")
     t.add_argument("--save", metavar="CKPT", help="write a checkpoint here at every validation and at the end")
@@ -99,7 +103,7 @@ def _make_schedule(settings: Dict[str, Any]) -> Optional[Any]:
     return None
 
 
-def _new_run(args: argparse.Namespace) -> tuple:
+def _new_run(args: argparse.Namespace, dist: Optional[distributed.Distributed]) -> tuple:
     name = args.task or "charlm"
     d = TASKS[name].defaults
     if args.data is not None and name != "charlm":
@@ -109,6 +113,9 @@ def _new_run(args: argparse.Namespace) -> tuple:
     kwargs: Dict[str, Any] = {"seed": 0 if args.seed is None else args.seed}
     if args.batch is not None:
         kwargs["batch_size"] = args.batch
+    if dist is not None:  # --batch is per rank
+        default = inspect.signature(TASKS[name]).parameters["batch_size"].default
+        kwargs["batch_size"] = dist.size * kwargs.get("batch_size", default)
     if name == "charlm":
         kwargs.update({k: v for k, v in (("data", args.data), ("bptt", args.bptt)) if v is not None})
     steps = args.steps if args.steps is not None or args.minutes is not None else d["steps"]
@@ -129,11 +136,11 @@ def _new_run(args: argparse.Namespace) -> tuple:
     task = get_task(name, **kwargs)
     model = task.build_model(settings["hidden"], settings["layers"], seed=settings["seed"])
     opt = optim.OPTIMIZERS[settings["optimizer"]](model, lr=settings["lr"], lr_schedule=_make_schedule(settings))
-    trainer = Trainer(task, model, opt, clip=settings["clip"], eval_every=settings["eval_every"])
+    trainer = Trainer(task, model, opt, clip=settings["clip"], eval_every=settings["eval_every"], dist=dist)
     return task, trainer, settings
 
 
-def _resumed_run(args: argparse.Namespace) -> tuple:
+def _resumed_run(args: argparse.Namespace, dist: Optional[distributed.Distributed]) -> tuple:
     given = [k for k in RECIPE if getattr(args, k) is not None]
     ckpt = load_checkpoint(args.resume)
     settings = ckpt.extra.get("settings")
@@ -146,7 +153,8 @@ def _resumed_run(args: argparse.Namespace) -> tuple:
                          "only --steps, --minutes, --save, --plot and --quiet may be given with --resume")
     task = ckpt.build_task()
     ckpt.optimizer.lr_schedule = _make_schedule(settings)
-    trainer = Trainer(task, ckpt.model, ckpt.optimizer, clip=settings["clip"], eval_every=settings["eval_every"])
+    trainer = Trainer(task, ckpt.model, ckpt.optimizer, clip=settings["clip"], eval_every=settings["eval_every"],
+                      dist=dist)
     trainer.load_state_dict(ckpt.trainer)
     return task, trainer, settings
 
@@ -190,16 +198,19 @@ def plot_history(history: Dict[str, List[float]], path: str, title: str = "", yl
     plt.close(fig)
 
 
-def train_command(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace, dist: Optional[distributed.Distributed] = None) -> int:
     if args.plot:
         _check_plot_available()
-    task, trainer, settings = _resumed_run(args) if args.resume else _new_run(args)
+    task, trainer, settings = _resumed_run(args, dist) if args.resume else _new_run(args, dist)
     d = type(task).defaults
     if args.steps is None and args.minutes is None:
         steps, minutes = d["steps"], d["minutes"]
     else:
         steps, minutes = args.steps, args.minutes
     model, opt = trainer.model, trainer.optimizer
+    if dist is not None:
+        print(f"data-parallel over {dist.size} ranks x {dist.threads} threads, global batch {task.batch_size} "
+              f"({task.batch_size // dist.size}{'+' if task.batch_size % dist.size else ''} per rank)")
     print(f"task {task.name}" + (f": {task.source}" if hasattr(task, "source") else ""))
     print(f"model {model!r}, {model.num_parameters()} parameters")
     print(f"optimizer {opt!r}, schedule {settings['schedule']}, clip {settings['clip']}, seed {settings['seed']}")
@@ -209,7 +220,8 @@ def train_command(args: argparse.Namespace) -> int:
           flush=True)
 
     def save(path: str) -> None:
-        save_checkpoint(path, model, opt, task, trainer, extra={"settings": settings})
+        (save_checkpoint if dist is None else dist.save_checkpoint)(path, model, opt, task, trainer,
+                                                                     extra={"settings": settings})
 
     callbacks = (lambda tr, result: save(args.save),) if args.save else ()
     start, first_step = time.perf_counter(), trainer.step
@@ -221,7 +233,7 @@ def train_command(args: argparse.Namespace) -> int:
     if args.save:
         save(args.save)
         print(f"saved checkpoint {args.save}")
-    if args.plot:
+    if args.plot and (dist is None or dist.rank == 0):
         plot_history(trainer.history, args.plot, title=f"rnnext train --task {task.name}", ylabel=task.loss_name)
         print(f"saved plot {args.plot}")
     print(task.format_metric(final["metric"]), flush=True)
@@ -246,8 +258,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    dist = None
     try:
-        return train_command(args) if args.command == "train" else sample_command(args)
+        if args.command == "sample":
+            return sample_command(args)
+        dist = distributed.from_environment()  # mpiexec -n N rnnext train
+        if dist is None or dist.rank == 0:
+            return train_command(args, dist)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # rank 0 alone prints
+            return train_command(args, dist)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
-        print(f"rnnext {args.command}: error: {e}", file=sys.stderr)
+        where = "" if dist is None else f" (rank {dist.rank} of {dist.size})"
+        print(f"rnnext {args.command}: error{where}: {e}", file=sys.stderr)
+        if dist is not None:  # the other ranks may be waiting for this one: end them all
+            dist.abort(1)
         return 1

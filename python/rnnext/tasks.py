@@ -21,7 +21,7 @@ import glob
 import hashlib
 import math
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class Task:
     higher_is_better = False
     # Training defaults used by the command line (and a good start in Python).
     defaults: Dict[str, Any] = {}
+    batch_size: int  # sequences per training batch
 
     def config(self) -> Dict[str, Any]:
         """Constructor arguments (JSON-able): ``type(task)(**task.config())`` rebuilds it."""
@@ -94,6 +95,45 @@ class Task:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         raise NotImplementedError
 
+    # Data-parallel training (rnnext.distributed): rank r of n draws rows r::n of the
+    # batches a single process draws, and evaluates on its share of the held-out data.
+    _allreduce: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    _shard: Optional[Tuple[int, int]] = None
+
+    def shard(self, rank: int, size: int, allreduce: Callable[[np.ndarray], np.ndarray]) -> int:
+        """From now on draw rows ``rank::size`` of each batch and evaluate on a share of the
+        held-out data; ``allreduce`` (an in-place sum over ranks) makes ``evaluate`` return
+        the figures of all of it, on every rank. Returns this rank's number of rows (the
+        built-in losses weight every row alike)."""
+        size = check_int("size", size, 1)
+        rank = check_int("rank", rank, 0)
+        if rank >= size:
+            raise ValueError(f"rank: expected an int in [0, {size}), got {rank}")
+        if self._shard is not None:
+            raise ValueError(f"shard: the task is already sharded as rank {self._shard[0]} of {self._shard[1]}")
+        rows = len(range(rank, self.batch_size, size))
+        if rows == 0:
+            raise ValueError(f"batch_size: {size} ranks need a global batch of at least {size}, got {self.batch_size}")
+        self._shard, self._allreduce = (rank, size), allreduce
+        return rows
+
+    def _over_ranks(self, sums: List[float]) -> np.ndarray:
+        """``sums`` added over all ranks (unchanged in a single process)."""
+        a = np.array(sums, np.float64)
+        return a if self._allreduce is None else self._allreduce(a)
+
+    def _mean_over_ranks(self, result: Dict[str, float], weight: float) -> Dict[str, float]:
+        """Means over this rank's share (of ``weight`` units) made means over all of it."""
+        if self._allreduce is None:
+            return result
+        s = self._over_ranks([result["loss"] * weight, result["metric"] * weight, weight])
+        return {"loss": float(s[0] / s[2]), "metric": float(s[1] / s[2])}
+
+
+def _rows(batch: Dict[str, np.ndarray], rows: slice) -> Dict[str, np.ndarray]:
+    """The sequences ``rows`` of a batch (batch axis 1, of ``lengths`` 0)."""
+    return {name: arr[rows] if name == "lengths" else arr[:, rows] for name, arr in batch.items()}
+
 
 # --------------------------------------------------------------------------- generated tasks
 class _GeneratedTask(Task):
@@ -120,7 +160,16 @@ class _GeneratedTask(Task):
     def loss(self, out: np.ndarray, batch: Dict[str, np.ndarray]) -> Tuple[float, np.ndarray]:
         raise NotImplementedError
 
+    def shard(self, rank: int, size: int, allreduce: Callable[[np.ndarray], np.ndarray]) -> int:
+        rows = super().shard(rank, size, allreduce)
+        self.heldout = _rows(self.heldout, slice(rank, None, size))
+        return rows
+
     def next_batch(self) -> Dict[str, np.ndarray]:
+        batch = self._whole_batch()
+        return batch if self._shard is None else _rows(batch, slice(self._shard[0], None, self._shard[1]))
+
+    def _whole_batch(self) -> Dict[str, np.ndarray]:
         batch = self.generate(self.rng, self.batch_size)
         if self._heldout_keys is None:
             return batch
@@ -228,7 +277,8 @@ class Reverse(_GeneratedTask):
         loss, _ = self.loss(out, self.heldout)
         k = self.num_items
         right = (out[k:] > 0) == (self.heldout["target"][k:] > 0.5)  # (k, B, bits)
-        return {"loss": loss, "metric": float(np.mean(right.all(axis=(0, 2))))}
+        return self._mean_over_ranks({"loss": loss, "metric": float(np.mean(right.all(axis=(0, 2))))},
+                                     out.shape[1])
 
     def format_metric(self, value: float) -> str:
         return f"held-out sequence accuracy: {100 * value:.2f}% ({self.heldout_size} sequences)"
@@ -281,7 +331,7 @@ class Adding(_GeneratedTask):
 
     def evaluate(self, model: RNN, final: bool = False) -> Dict[str, float]:
         loss, _ = self.loss(self._heldout_outputs(model), self.heldout)
-        return {"loss": loss, "metric": loss}
+        return self._mean_over_ranks({"loss": loss, "metric": loss}, self.heldout["x"].shape[1])
 
     def format_metric(self, value: float) -> str:
         return (f"held-out MSE: {value:.5f} (always predicting 1 scores 1/6 = {self.BASELINE:.4f}: "
@@ -365,7 +415,8 @@ class Sentiment(_GeneratedTask):
         last = self.heldout["lengths"] - 1
         cols = np.arange(out.shape[1])
         pred = out[last, cols].argmax(axis=-1)
-        return {"loss": loss, "metric": float(np.mean(pred == self.heldout["target"][last, cols]))}
+        return self._mean_over_ranks({"loss": loss, "metric": float(np.mean(pred == self.heldout["target"][last, cols]))},
+                                     out.shape[1])
 
     def format_metric(self, value: float) -> str:
         return f"held-out accuracy: {100 * value:.2f}% ({self.heldout_size} sequences, chance 50%)"
@@ -449,6 +500,7 @@ class CharLM(Task):
     defaults = dict(hidden=256, layers=1, optimizer="adam", lr=3e-3, clip=5.0, steps=None, minutes=2.0,
                     eval_every=500)
     VAL_CHARS = 65536  # periodic validation reads this much held-out text; the final one all
+    row_state = ("h",)  # state entries with one row per stream (axis -2): rnnext.distributed gathers them
 
     def __init__(
         self,
@@ -487,6 +539,7 @@ class CharLM(Task):
         counts = np.bincount(self.train_ids, minlength=len(self.vocab)) + 1.0  # add-one smoothing
         self.unigram_bits = float(-np.mean(np.log2(counts / counts.sum())[self.heldout_ids]))
         self.rng = np.random.default_rng(self.seed)
+        self.streams = np.arange(self.batch_size)  # the streams this process reads (all but when sharded)
         self.pass_index, self.chunk = 0, 0
         self.h: Optional[np.ndarray] = None  # the state carried from chunk to chunk
         self._new_pass()
@@ -513,7 +566,7 @@ class CharLM(Task):
             self.pass_index += 1
             self._new_pass()
         start = self.offset + self.chunk * self.bptt
-        pos = np.arange(self.batch_size)[None, :] * self.stream_len + start + np.arange(self.bptt)[:, None]
+        pos = self.streams[None, :] * self.stream_len + start + np.arange(self.bptt)[:, None]
         self.chunk += 1
         return self.train_ids[pos], self.train_ids[pos + 1]
 
@@ -538,18 +591,30 @@ class CharLM(Task):
             p = pos + np.arange(start, min(start + length, per))[:, None]
             yield padded[p], padded[p + 1], valid[p]
 
+    def shard(self, rank: int, size: int, allreduce: Callable[[np.ndarray], np.ndarray]) -> int:
+        rows = super().shard(rank, size, allreduce)
+        self.streams = self.streams[rank::size]
+        if self.h is not None:
+            self.h = self.h[..., rank::size, :]
+        return rows
+
     def evaluate(self, model: RNN, final: bool = False) -> Dict[str, float]:
         ids = self.heldout_ids if final else self.heldout_ids[: self.VAL_CHARS + 1]
+        cols = slice(None) if self._shard is None else slice(self._shard[0], None, self._shard[1])
         was_training = model.training
         model.eval()
         total, count, h = 0.0, 0.0, None
         try:
             for x, y, m in self.heldout_chunks(ids):
-                logits, h = model(x, h)
-                total += _nll_sum(logits, y, m)
+                if cols != slice(None):
+                    x, y, m = x[:, cols], y[:, cols], m[:, cols]
+                if x.shape[1]:
+                    logits, h = model(x, h)
+                    total += _nll_sum(logits, y, m)
                 count += float(m.sum())
         finally:
             model.train(was_training)
+        total, count = self._over_ranks([total, count])
         nats = total / count
         return {"loss": nats, "metric": nats / LN2}
 
@@ -558,6 +623,7 @@ class CharLM(Task):
                 f"unigram baseline {self.unigram_bits:.3f})")
 
     def state_dict(self) -> Dict[str, Any]:
+        """Sharded, ``h`` holds this rank's streams only (see ``row_state``)."""
         state: Dict[str, Any] = dict(rng=_rng_state(self.rng), pass_index=self.pass_index, offset=self.offset,
                                      chunk=self.chunk)
         if self.h is not None:
@@ -583,7 +649,7 @@ class CharLM(Task):
                 raise ValueError(f"state: h should have batch_size = {self.batch_size} rows, got shape {h.shape}")
         _set_rng_state(self.rng, state["rng"])
         self.pass_index, self.offset, self.chunk = int(state["pass_index"]), int(state["offset"]), int(state["chunk"])
-        self.chunks, self.h = chunks, h
+        self.chunks, self.h = chunks, None if h is None else h[..., self.streams, :]
 
 
 TASKS = {cls.name: cls for cls in (CharLM, Reverse, Adding, Sentiment)}

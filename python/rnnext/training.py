@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ._checks import check_int
+from .distributed import Distributed
 from .optim import Optimizer, clip_grad_norm
 from .rnn import RNN
 from .tasks import Task
@@ -32,6 +33,11 @@ class Trainer:
     the model, optimizer and task it is what a checkpoint holds, so a run saved and resumed
     continues exactly as if it had not stopped (with ``dropout = 0``: the dropout masks come
     from the engine's own generator, which checkpoints do not capture).
+
+    ``dist`` (an ``rnnext.distributed.Distributed``) trains data-parallel: ``task`` and
+    its batch size are the global ones, every rank runs ``fit`` with the same arguments,
+    rank 0 alone prints, and callbacks run on every rank (save checkpoints with
+    ``dist.save_checkpoint``, which every rank calls).
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class Trainer:
         *,
         clip: Optional[float] = 1.0,
         eval_every: int = 100,
+        dist: Any = None,
     ) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"task: expected an rnnext.tasks.Task, got {type(task).__name__}")
@@ -51,11 +58,15 @@ class Trainer:
             raise TypeError(f"optimizer: expected an rnnext.optim optimizer, got {type(optimizer).__name__}")
         if optimizer.model is not model:
             raise ValueError("optimizer: it updates a different model than the one given")
+        if dist is not None and not isinstance(dist, Distributed):
+            raise TypeError(f"dist: expected an rnnext.distributed.Distributed or None, got {type(dist).__name__}")
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
             raise ValueError(f"clip: expected a float > 0 or None, got {clip!r}")
         self.task, self.model, self.optimizer = task, model, optimizer
         self.clip = None if clip is None else float(clip)
         self.eval_every = check_int("eval_every", eval_every, 1)
+        # Data-parallel training: an rnnext.distributed.Distributed, set up by the first fit().
+        self.dist, self._rows = dist, 0
         self.step = 0
         self.history: Dict[str, List[float]] = {"train_loss": [], "val_step": [], "val_loss": [], "val_metric": []}
 
@@ -82,19 +93,32 @@ class Trainer:
                                     or not minutes > 0):
             raise ValueError(f"minutes: expected a float > 0, got {minutes!r}")
         deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-        bar = _progress_bar(steps, self.step) if progress else None
-        write = bar.write if bar is not None else log
+        dist = self.dist
+        if dist is not None and not self._rows:
+            self._rows = dist.synchronize(self)
+        lead = dist is None or dist.rank == 0  # only rank 0 prints
+        bar = _progress_bar(steps, self.step) if progress and lead else None
+        write = bar.write if bar is not None else log if lead else _silent
+
+        def time_left() -> bool:
+            left = deadline is None or time.monotonic() < deadline
+            return left if dist is None or deadline is None else dist.agree(left)
+
         t_last, step_last = time.perf_counter(), self.step
         try:
-            while (steps is None or self.step < steps) and (deadline is None or time.monotonic() < deadline):
+            while (steps is None or self.step < steps) and time_left():
                 self.optimizer.zero_grad()
                 loss = self.task.train_step(self.model)
+                if dist is not None:
+                    loss = dist.reduce_gradients(self.model, loss, self._rows)
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"training loss is {loss} at step {self.step + 1}; lower the learning rate")
                 if self.clip is not None:
                     clip_grad_norm(self.model, self.clip)
                 self.optimizer.step()
                 self.step += 1
+                if dist is not None:
+                    dist.check_parameters(self.model, self.step)
                 self.history["train_loss"].append(loss)
                 if bar is not None:
                     bar.update(1)
@@ -108,6 +132,8 @@ class Trainer:
                     for cb in callbacks:
                         cb(self, result)
         except KeyboardInterrupt:
+            if dist is not None:  # the ranks stopped at different points: no common evaluation
+                raise
             write(f"interrupted at step {self.step}")
         finally:
             if bar is not None:
@@ -145,6 +171,10 @@ class Trainer:
             raise ValueError(f"state: history has {len(history['train_loss'])} training losses for {step} steps")
         self.step = step
         self.history = {k: list(v) for k, v in history.items()}
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _progress_bar(total: Optional[int], initial: int) -> Any:
