@@ -124,9 +124,9 @@ class Distributed:
         every = self.comm.allgather(mine)
         if all(text == every[0] for text in every):
             return
-        first = json.loads(every[0])
+        first = _flatten(json.loads(every[0]))
         for rank, text in enumerate(every):
-            other = json.loads(text)
+            other = _flatten(json.loads(text))
             for key in sorted(set(first) | set(other)):
                 if first.get(key) != other.get(key):
                     raise ValueError(
@@ -135,25 +135,32 @@ class Distributed:
                         "optimizer and task"
                     )
 
+    def synchronize_model(self, model: Any, optimizer: Any = None, **config: Any) -> None:
+        """Check that every rank holds the same model and optimizer configuration (and the
+        same JSON-able ``config``), then give every rank rank 0's parameters and optimizer
+        state. Call it before the first step of a hand-written loop."""
+        opt = None if optimizer is None else optimizer.state_dict()
+        self.check_same("configuration", dict(
+            config,
+            rnnext=__version__,
+            model=model.config,
+            optimizer=None if opt is None else {k: v for k, v in opt.items()
+                                                 if not isinstance(v, np.ndarray) and k != "step_count"},
+        ))
+        self.comm.Bcast(model.flat_params, root=0)
+        if optimizer is not None:
+            optimizer.load_state_dict(self.comm.bcast(opt, root=0))
+
     def synchronize(self, trainer: Any) -> int:
-        """Check that every rank holds the same configuration, give every rank rank 0's
-        parameters, optimizer, task and trainer state, and shard the task. Returns this
-        rank's number of batch rows. ``Trainer.fit`` calls it once."""
-        task, model, optimizer = trainer.task, trainer.model, trainer.optimizer
+        """``synchronize_model`` for a Trainer, then rank 0's task and trainer state on
+        every rank, and the task sharded. Returns this rank's number of batch rows.
+        ``Trainer.fit`` calls it once."""
+        task = trainer.task
         if not callable(getattr(task, "shard", None)):
             raise TypeError(f"task: data-parallel training needs a task with shard(rank, size, allreduce); "
                             f"{type(task).__name__} has none")
-        opt = optimizer.state_dict()
-        self.check_same("configuration", {
-            "rnnext": __version__,
-            "model": model.config,
-            "optimizer": {k: v for k, v in opt.items() if not isinstance(v, np.ndarray) and k != "step_count"},
-            "task": {"name": task.name, "config": task.config(), "meta": task.meta()},
-            "clip": trainer.clip,
-            "eval_every": trainer.eval_every,
-        })
-        self.comm.Bcast(model.flat_params, root=0)
-        optimizer.load_state_dict(self.comm.bcast(opt, root=0))
+        self.synchronize_model(trainer.model, trainer.optimizer, clip=trainer.clip, eval_every=trainer.eval_every,
+                               task={"name": task.name, "config": task.config(), "meta": task.meta()})
         task.load_state_dict(self.comm.bcast(task.state_dict(), root=0))
         trainer.load_state_dict(self.comm.bcast(trainer.state_dict(), root=0))
         return int(task.shard(self.rank, self.size, self.allreduce))
@@ -227,6 +234,16 @@ class Distributed:
         if self.rank == 0:
             save_checkpoint(path, model, optimizer, None if task is None else _TaskSnapshot(task, state),
                             trainer, extra)
+
+
+def _flatten(config: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{"model": {"hidden_size": 8}}`` -> ``{"model.hidden_size": 8}``."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: Dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
 
 class _TaskSnapshot:
