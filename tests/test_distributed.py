@@ -141,7 +141,9 @@ def test_a_plain_run_never_imports_mpi4py(tmp_path):
 
 def test_mpiexec_rnnext_train_reverse_solves_the_task(tmp_path):
     # The single-process default is --batch 64; two ranks of 32 make the same global batch.
-    proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "32", "--quiet"],
+    # --steps 4000 is the default step count, without the default 4.5-minute cap (a loaded machine).
+    proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "32", "--steps", "4000",
+                   "--quiet"],
                   ranks=2, timeout=600, cwd=tmp_path))
     lines = proc.stdout.splitlines()
     assert lines[0] == "data-parallel over 2 ranks x 1 threads, global batch 64 (32 per rank)"
