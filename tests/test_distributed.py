@@ -84,7 +84,7 @@ def test_a_two_rank_checkpoint_resumes_exactly(tmp_path):
     py = sys.executable
     whole, part = tmp_path / "whole.npz", tmp_path / "part.npz"
     out = ok(run([py, *common, "--steps", "20", "--save", str(whole)], ranks=2)).stdout
-    assert out.splitlines()[0] == "data-parallel over 2 ranks x 1 threads, global batch 8 (4 per rank)"
+    assert out.splitlines()[0] == "data-parallel over 2 ranks x 1 thread, global batch 8 (4 per rank)"
     assert out.count("held-out bits/char") == 1  # rank 0 alone prints
     ok(run([py, *common, "--steps", "10", "--save", str(part)], ranks=2))
     resumed = ok(run([py, "-m", "rnnext", "train", "--resume", str(part), "--steps", "20", "--save", str(part),
@@ -142,10 +142,9 @@ def test_a_plain_run_never_imports_mpi4py(tmp_path):
 def test_mpiexec_rnnext_train_reverse_solves_the_task(tmp_path):
     # The single-process default is --batch 64; two ranks of 32 make the same global batch.
     # --steps 4000 is the default step count, without the default 4.5-minute cap (a loaded machine).
-    proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "32", "--steps", "4000",
-                   "--quiet"],
-                  ranks=2, timeout=600, cwd=tmp_path))
+    cmd = [sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "32", "--steps", "4000", "--quiet"]
+    proc = ok(run(cmd, ranks=2, timeout=600, cwd=tmp_path))
     lines = proc.stdout.splitlines()
-    assert lines[0] == "data-parallel over 2 ranks x 1 threads, global batch 64 (32 per rank)"
+    assert lines[0] == "data-parallel over 2 ranks x 1 thread, global batch 64 (32 per rank)"
     assert lines[-1].startswith("held-out sequence accuracy: ")
     assert float(lines[-1].split(": ")[1].split("%")[0]) >= 99.0, proc.stdout

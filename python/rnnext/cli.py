@@ -209,7 +209,8 @@ def train_command(args: argparse.Namespace, dist: Optional[distributed.Distribut
         steps, minutes = args.steps, args.minutes
     model, opt = trainer.model, trainer.optimizer
     if dist is not None:
-        print(f"data-parallel over {dist.size} ranks x {dist.threads} threads, global batch {task.batch_size} "
+        threads = f"{dist.threads} thread" + ("s" if dist.threads > 1 else "")
+        print(f"data-parallel over {dist.size} ranks x {threads}, global batch {task.batch_size} "
               f"({task.batch_size // dist.size}{'+' if task.batch_size % dist.size else ''} per rank)")
     print(f"task {task.name}" + (f": {task.source}" if hasattr(task, "source") else ""))
     print(f"model {model!r}, {model.num_parameters()} parameters")
