@@ -54,14 +54,16 @@ def worker(steps: int) -> None:
     result = {"steps_per_s": steps / seconds, "forward_backward_ms": 1e3 * t_fb / steps,
               "reduce_ms": 1e3 * t_reduce / steps, "params": model.num_parameters()}
     if dist is not None:  # the Allreduce alone: both ranks enter it together
-        g, alone = model.flat_grads, []
-        for _ in range(50):
-            dist.comm.Barrier()
-            t0 = time.perf_counter()
-            dist.allreduce(g)
-            alone.append(time.perf_counter() - t0)
-        result["allreduce_alone_ms"] = 1e3 * float(np.median(alone))
+        for name, buf in (("allreduce_alone_ms", model.flat_grads), ("scalars_alone_ms", np.zeros(2))):
+            alone = []
+            for _ in range(50):
+                dist.comm.Barrier()
+                t0 = time.perf_counter()
+                dist.allreduce(buf)
+                alone.append(time.perf_counter() - t0)
+            result[name] = 1e3 * float(np.median(alone))
         result["threads"] = dist.threads
+        result["forward_backward_ms_per_rank"] = dist.comm.gather(result["forward_backward_ms"], root=0)
         if dist.rank != 0:
             return
     print("RESULT " + json.dumps(result), flush=True)
@@ -89,9 +91,11 @@ def main() -> None:
         one, two = launch(1, args.steps), launch(2, args.steps)
         print(f"round {r + 1}: 1 process x 2 threads {one['steps_per_s']:.2f} steps/s "
               f"(forward+backward {one['forward_backward_ms']:.1f} ms); 2 ranks x 1 thread "
-              f"{two['steps_per_s']:.2f} steps/s (forward+backward {two['forward_backward_ms']:.1f} ms, "
+              f"{two['steps_per_s']:.2f} steps/s (forward+backward "
+              f"{' and '.join(f'{t:.1f}' for t in two['forward_backward_ms_per_rank'])} ms on ranks 0 and 1, "
               f"gradient reduction {two['reduce_ms']:.2f} ms incl. waiting, Allreduce alone "
-              f"{two['allreduce_alone_ms']:.2f} ms for {two['params']} float32); "
+              f"{two['allreduce_alone_ms']:.3f} ms for {two['params']} float32, "
+              f"{two['scalars_alone_ms']:.3f} ms for the 2 scalars); "
               f"ratio 2 ranks / 1 process {two['steps_per_s'] / one['steps_per_s']:.3f}", flush=True)
 
 

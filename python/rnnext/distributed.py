@@ -92,9 +92,20 @@ class Distributed:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             set_num_threads(max(1, cores // self.local_size))
         self.threads = get_num_threads()
+        self._limit_blas_threads()
         self._scalars = np.zeros(2, np.float64)
         if abort_on_error:
             self._abort_on_uncaught_exception()
+
+    def _limit_blas_threads(self) -> None:
+        """NumPy's BLAS (used by the gradient norm, the losses) gets the engine's threads per
+        rank too: its default, every core in every rank, lets the ranks' spinning BLAS threads
+        fight over the cores (measured: clipping alone took 24 ms instead of 0.3)."""
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # the mpi extra brings it; without it, only slower
+            return
+        self._blas_limit = threadpool_limits(limits=self.threads, user_api="blas")
 
     def __repr__(self) -> str:
         return f"Distributed(rank {self.rank} of {self.size}, {self.threads} threads)"
