@@ -3,7 +3,7 @@ ranks) x 1 thread, on the charlm default (hidden 256, global batch 64, bptt 32).
 
     python bench/bench_distributed.py [--steps 60] [--rounds 2]
 
-Alternates the two set-ups ``--rounds`` times (the machine may be shared: compare them side
+Alternates the set-ups (and 1 process x 1 thread) ``--rounds`` times (the machine may be shared: compare them side
 by side) and prints, per set-up, training steps per second; for 2 ranks also the time per
 step spent in the gradient Allreduce (waiting for the other rank included), and the cost of
 the Allreduce alone (both ranks entering together, after a barrier) against forward and
@@ -69,9 +69,9 @@ def worker(steps: int) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def launch(ranks: int, steps: int) -> dict:
+def launch(ranks: int, steps: int, threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-    env["RNNEXT_NUM_THREADS"] = str(2 // ranks)
+    env["RNNEXT_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, __file__, "--worker", "--steps", str(steps)]
     if ranks > 1:
         cmd = [os.path.join(sysconfig.get_path("scripts"), "mpiexec"), "-n", str(ranks)] + cmd
@@ -88,9 +88,11 @@ def main() -> None:
     if args.worker:
         return worker(args.steps)
     for r in range(args.rounds):
-        one, two = launch(1, args.steps), launch(2, args.steps)
+        one, two, single = launch(1, args.steps, 2), launch(2, args.steps, 1), launch(1, args.steps, 1)
         print(f"round {r + 1}: 1 process x 2 threads {one['steps_per_s']:.2f} steps/s "
-              f"(forward+backward {one['forward_backward_ms']:.1f} ms); 2 ranks x 1 thread "
+              f"(forward+backward {one['forward_backward_ms']:.1f} ms); 1 process x 1 thread "
+              f"{single['steps_per_s']:.2f} steps/s (forward+backward {single['forward_backward_ms']:.1f} ms); "
+              "2 ranks x 1 thread "
               f"{two['steps_per_s']:.2f} steps/s (forward+backward "
               f"{' and '.join(f'{t:.1f}' for t in two['forward_backward_ms_per_rank'])} ms on ranks 0 and 1, "
               f"gradient reduction {two['reduce_ms']:.2f} ms incl. waiting, Allreduce alone "
