@@ -11,11 +11,12 @@ backward of one rank. Needs the mpi extra (pip install "rnnext[mpi]").
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 
 import numpy as np
@@ -69,12 +70,21 @@ def worker(steps: int) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def _mpiexec() -> str:
+    """The mpich wheel's mpiexec, else the one on PATH."""
+    try:
+        files = importlib.metadata.distribution("mpich").files or []
+        return next(str(f.locate()) for f in files if f.name == "mpiexec")
+    except (importlib.metadata.PackageNotFoundError, StopIteration):
+        return shutil.which("mpiexec") or "mpiexec"
+
+
 def launch(ranks: int, steps: int, threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
     env["RNNEXT_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, __file__, "--worker", "--steps", str(steps)]
     if ranks > 1:
-        cmd = [os.path.join(sysconfig.get_path("scripts"), "mpiexec"), "-n", str(ranks)] + cmd
+        cmd = [_mpiexec(), "-n", str(ranks)] + cmd
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, check=True).stdout
     return json.loads(out.split("RESULT ", 1)[1])
 

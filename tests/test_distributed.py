@@ -1,6 +1,7 @@
 """Data-parallel training over MPI (rnnext.distributed), run as ``mpiexec -n 2`` subprocesses
 with a timeout: a collective that fails inside pytest would hang it."""
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -20,9 +21,15 @@ LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK
 
 
 def _mpiexec() -> str:
-    """The mpiexec of this environment (the mpich wheel puts it beside python), else PATH's."""
-    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        path = os.path.join(folder, "mpiexec")
+    """The mpiexec of the mpich wheel (found through its installed files, also from a venv
+    with --system-site-packages), else the one beside python, else PATH's."""
+    try:
+        files = importlib.metadata.distribution("mpich").files or []
+        found = [str(f.locate()) for f in files if f.name == "mpiexec"]
+    except importlib.metadata.PackageNotFoundError:
+        found = []
+    found += [os.path.join(d, "mpiexec") for d in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable))]
+    for path in found:
         if os.access(path, os.X_OK):
             return path
     path = shutil.which("mpiexec")
