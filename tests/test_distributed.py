@@ -4,6 +4,7 @@ with a timeout: a collective that fails inside pytest would hang it."""
 import importlib.metadata
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -45,8 +46,17 @@ def _env() -> dict:
 
 
 def run(args, ranks=None, timeout=120, cwd=None):
+    """Run (under mpiexec -n ranks); past the timeout, kill mpiexec and every rank and fail."""
     cmd = ([_mpiexec(), "-n", str(ranks)] if ranks else []) + list(args)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=cwd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=cwd,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} did not end within {timeout} s\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def ok(proc):
