@@ -165,3 +165,11 @@ def test_mpiexec_rnnext_train_reverse_solves_the_task(tmp_path):
     assert lines[0] == "data-parallel over 2 ranks x 1 thread, global batch 64 (32 per rank)"
     assert lines[-1].startswith("held-out sequence accuracy: ")
     assert float(lines[-1].split(": ")[1].split("%")[0]) >= 99.0, proc.stdout
+
+
+def test_a_time_budget_ends_every_rank_at_the_same_step(tmp_path):
+    # The ranks read their clocks at different moments: rank 0's decision is broadcast, or
+    # one rank would stop while the other waits for it in the next step's Allreduce.
+    proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "8", "--minutes", "0.05",
+                   "--eval-every", "50", "--quiet", "--save", str(tmp_path / "r.ckpt")], ranks=2, timeout=60))
+    assert "for at most 0.05 minutes" in proc.stdout and "trained " in proc.stdout
