@@ -201,10 +201,10 @@ class Distributed:
         g *= g.dtype.type(1.0 / self._scalars[1])
         return float(self._scalars[0] / self._scalars[1])
 
-    def agree(self, flag: bool) -> bool:
-        """Rank 0's ``flag`` on every rank (decisions taken by the clock, which ranks read
-        at different moments)."""
-        return bool(self.comm.bcast(bool(flag), root=0))
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (anything picklable) on every rank: for what the ranks' clocks
+        decide (time budget, time-spaced validation), which they read at different moments."""
+        return self.comm.bcast(value, root=0)
 
     def check_parameters(self, model: Any, step: int) -> None:
         """Every ``check_every`` steps: RuntimeError on every rank if the parameters are not

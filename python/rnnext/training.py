@@ -102,7 +102,7 @@ class Trainer:
 
         def time_left() -> bool:
             left = deadline is None or time.monotonic() < deadline
-            return left if dist is None or deadline is None else dist.agree(left)
+            return left if dist is None or deadline is None else bool(dist.broadcast(left))
 
         t_last, step_last = time.perf_counter(), self.step
         try:
