@@ -173,3 +173,47 @@ def test_a_time_budget_ends_every_rank_at_the_same_step(tmp_path):
     proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "8", "--minutes", "0.05",
                    "--eval-every", "50", "--quiet", "--save", str(tmp_path / "r.ckpt")], ranks=2, timeout=60))
     assert "for at most 0.05 minutes" in proc.stdout and "trained " in proc.stdout
+
+
+def test_bad_arguments_are_refused_at_the_boundary():
+    from rnnext import optim, tasks
+    from rnnext.training import Trainer
+
+    task = tasks.Reverse(4, 3, batch_size=3, heldout_size=20)
+    with pytest.raises(ValueError, match=r"rank: expected an int in \[0, 2\), got 2"):
+        task.shard(2, 2, lambda a: a)
+    with pytest.raises(ValueError, match="4 ranks need a global batch of at least 4, got 3"):
+        task.shard(0, 4, lambda a: a)
+    assert task.shard(1, 2, lambda a: a) == 1  # rows 1 of 0, 1, 2
+    with pytest.raises(ValueError, match="already sharded as rank 1 of 2"):
+        task.shard(0, 2, lambda a: a)
+    model = task.build_model(8)
+    with pytest.raises(TypeError, match="dist: expected an rnnext.distributed.Distributed or None, got str"):
+        Trainer(task, model, optim.Adam(model), dist="mpi")
+    # Distributed itself, in a process of its own (MPI is initialised once per process).
+    code = ("import pytest\nfrom rnnext.distributed import Distributed\n"
+            "with pytest.raises(TypeError, match='comm: expected an mpi4py intracommunicator, got str'):\n"
+            "    Distributed('world', abort_on_error=False)\n"
+            "with pytest.raises(ValueError, match='check_every'):\n"
+            "    Distributed(check_every=-1, abort_on_error=False)\n"
+            "print('checked')\n")
+    assert ok(run([sys.executable, "-c", code])).stdout == "checked\n"
+
+
+def test_a_sharded_task_draws_its_rows_of_the_global_batch():
+    # Rows r::n of what one process draws, for the generated tasks and the charlm streams.
+    from rnnext import tasks
+
+    for make in (lambda: tasks.Sentiment(batch_size=5, heldout_size=30, seed=2),
+                 lambda: tasks.CharLM(os.__file__, batch_size=5, bptt=8, seed=2)):
+        whole, part = make(), make()
+        assert part.shard(1, 2, lambda a: a) == 2
+        for _ in range(3):
+            a, b = whole.next_batch(), part.next_batch()
+            if isinstance(a, dict):
+                assert set(a) == set(b)
+                for k in a:
+                    np.testing.assert_array_equal(b[k], a[k][1::2] if k == "lengths" else a[k][:, 1::2])
+            else:
+                for x, y in zip(a, b):
+                    np.testing.assert_array_equal(y, x[:, 1::2])

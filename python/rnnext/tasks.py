@@ -111,11 +111,10 @@ class Task:
             raise ValueError(f"rank: expected an int in [0, {size}), got {rank}")
         if self._shard is not None:
             raise ValueError(f"shard: the task is already sharded as rank {self._shard[0]} of {self._shard[1]}")
-        rows = len(range(rank, self.batch_size, size))
-        if rows == 0:
+        if self.batch_size < size:  # every rank needs a row
             raise ValueError(f"batch_size: {size} ranks need a global batch of at least {size}, got {self.batch_size}")
         self._shard, self._allreduce = (rank, size), allreduce
-        return rows
+        return len(range(rank, self.batch_size, size))
 
     def _over_ranks(self, sums: List[float]) -> np.ndarray:
         """``sums`` added over all ranks (unchanged in a single process)."""
