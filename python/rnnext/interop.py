@@ -202,6 +202,28 @@ def load_state_dict(
     return IncompatibleKeys(missing, unexpected)
 
 
+# ---------------------------------------------------------------------- ONNX tensors
+def _onnx_cell(model: Any, layer: int, kind: str, direction: int) -> np.ndarray:
+    p = model.params[kind + suffix(layer, direction)]
+    return p.T if KINDS[kind].onnx_T else p
+
+
+def onnx_rnn_tensors(model: Any, layer: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs ``W`` (D, H, in), ``R`` (D, H, H), ``B`` (D, 2H) of layer ``layer``'s ONNX
+    ``RNN`` node: per direction W_x.T, W_h.T and [b_h, 0] (new arrays)."""
+    D = model.num_directions
+    W, R, b = (np.stack([_onnx_cell(model, layer, k, d) for d in range(D)]) for k in CELL_KINDS)
+    return W, R, np.concatenate([b, np.zeros_like(b)], axis=1)
+
+
+def set_onnx_rnn_tensors(model: Any, layer: int, W: np.ndarray, R: np.ndarray, B: np.ndarray) -> None:
+    """The inverse of :func:`onnx_rnn_tensors`; b_h = Wb + Rb. Shapes are the caller's to check."""
+    H = model.hidden_size
+    for d in range(model.num_directions):
+        for kind, value in zip(CELL_KINDS, (W[d], R[d], B[d, :H] + B[d, H:])):
+            _onnx_cell(model, layer, kind, d)[...] = value
+
+
 # ------------------------------------------------------------------ PyTorch modules
 def _torch() -> Any:
     try:
