@@ -211,6 +211,25 @@ _SIDE_OPS = {
     "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "ConstantOfShape",
     "Expand", "Cast", "Range", "Less", "Equal", "Where", "Identity", "Reshape",
 }
+_DATA_OPS = {"RNN", "Gather", "Squeeze", "Transpose", "Reshape", "Concat", "Where", "Identity"}
+_DATA_OPS |= {"MatMul", "Add", "Sigmoid", "Softmax", "Shape"}
+
+
+def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
+    if tag is None:
+        return "nothing from the data"
+    kind, k = tag[0], tag[1] if len(tag) > 1 else None
+    return {
+        "ids": "the token ids",
+        "states": "the model input" if k == 0 else f"the states of layer {k - 1}" if k else "",
+        "Y": f"the Y of layer {k}",
+        "YT": f"the transposed Y of layer {k}",
+        "Y_h": f"the Y_h of layer {k}",
+        "h_n": "h_n",
+        "z0": "the states times W_y",
+        "z": "the output layer's logits",
+        "f_o": f"the output layer's {k}",
+    }[kind]
 
 
 class _Reader:
@@ -302,9 +321,14 @@ class _Reader:
             tags = [data.get(i) for i in ins]
             where = f"node {node.name!r} ({op})"
             dtags = [t for t in tags if t is not None]
+            if op not in _SIDE_OPS | _DATA_OPS or node.domain not in ("", "ai.onnx"):
+                raise _Refusal(
+                    f"{where}: operator {node.domain + '.' if node.domain else ''}{op} is not supported: rnnext "
+                    "reads RNN nodes, MatMul + Add (+ Sigmoid or Softmax) and shape operators"
+                )
             if not dtags:
                 if op not in _SIDE_OPS:
-                    raise _Refusal(f"{where}: operator {op} is not part of an rnnext graph (RNN, MatMul, Add, Sigmoid, Softmax and shape operators)")
+                    raise _Refusal(f"{where}: computes from constants alone, which rnnext does not expect of {op}")
                 continue
             t0 = dtags[0]
             out: Optional[Tuple[Any, ...]] = None
@@ -348,8 +372,8 @@ class _Reader:
                 out_act = op.lower()
                 out = ("f_o", out_act)
             else:
-                got = ", ".join(f"{i!r}: {t}" for i, t in zip(ins, tags) if t is not None)
-                raise _Refusal(f"{where}: not part of an rnnext graph here (data inputs {got}; attributes {attrs})")
+                got = ", ".join(f"{i!r} ({_describe(t)})" for i, t in zip(ins, tags) if t is not None)
+                raise _Refusal(f"{where}: not part of an rnnext model here (reads {got}; attributes {attrs})")
             for o in node.output:
                 data[o] = out if o == node.output[0] or op != "RNN" else ("Y_h", out[1])
 
@@ -361,7 +385,8 @@ class _Reader:
         where = f"node {node.name!r} (RNN)"
         k = len(layers)
         if tags[0] != ("states", k):
-            raise _Refusal(f"{where}: input X is {tags[0]}, expected layer {k - 1}'s states or the model input")
+            want = _describe(("states", k))
+            raise _Refusal(f"{where}: input X is {_describe(tags[0])}, expected {want}")
         if any(t is not None for t in tags[1:]):
             raise _Refusal(f"{where}: W, R, B, sequence_lens and initial_h must not depend on the data")
         for name in ("clip", "activation_alpha", "activation_beta"):
@@ -405,7 +430,8 @@ class _Reader:
                 raise _Refusal(f"{where}: squeezes axes {self.axes(node, attrs)} of h_n, expected [0]")
             return ("h_n",)
         if attrs.get("axis") != 0 or tags != [("Y_h", k) for k in range(len(tags))]:
-            raise _Refusal(f"{where}: expected the layers' Y_h concatenated in order on axis 0, got {tags}")
+            got = ", ".join(_describe(t) for t in tags)
+            raise _Refusal(f"{where}: expected the layers' Y_h concatenated in order on axis 0, got {got}")
         self.h_n_layers = len(tags)
         return ("h_n",)
 
@@ -415,11 +441,12 @@ class _Reader:
         outs = [o.name for o in self.graph.output]
         want_y = ("f_o", act) if act else ("z",) if W_y is not None else ("states", L)
         if not outs or data.get(outs[0]) != want_y:
-            raise _Refusal(f"graph output {outs[0] if outs else None!r}: expected the model's y ({want_y}), got {data.get(outs[0]) if outs else None}")
+            got = _describe(data.get(outs[0])) if outs else "no output"
+            raise _Refusal(f"graph output {outs[0] if outs else None!r}: expected {_describe(want_y)} (y), got {got}")
         for o in outs[1:2]:
             full = data.get(o) == ("h_n",) and getattr(self, "h_n_layers", L) == L
             if not (full or (L == 1 and data.get(o) == ("Y_h", 0))):
-                raise _Refusal(f"graph output {o!r}: expected h_n (every layer's Y_h), got {data.get(o)}")
+                raise _Refusal(f"graph output {o!r}: expected h_n (every layer's Y_h), got {_describe(data.get(o))}")
         if len(outs) > 2:
             raise _Refusal(f"graph outputs {outs[2:]}: expected only y and h_n")
         if (W_y is None) != (b_y is None) or (W_y is not None and (W_y.ndim != 2 or W_y.shape[0] != D * H or b_y.shape != (W_y.shape[1],))):
