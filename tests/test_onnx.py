@@ -35,7 +35,9 @@ CASES = {
         False,
     ),
     "2bi-lengths-h0": (
-        dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, output_size=3, output_activation="softmax"),
+        dict(
+            input_size=3, hidden_size=5, num_layers=2, bidirectional=True, output_size=3, output_activation="softmax"
+        ),
         True,
         True,
     ),
@@ -151,7 +153,9 @@ def torch_export(net, path, with_h0):
     "layers, bidirectional, nonlinearity, linear, with_h0",
     [(2, True, "tanh", True, False), (2, False, "relu", False, True), (1, True, "tanh", True, True)],
 )
-def test_torch_onnx_export_imports_with_pytorchs_outputs(tmp_path, layers, bidirectional, nonlinearity, linear, with_h0):
+def test_torch_onnx_export_imports_with_pytorchs_outputs(
+    tmp_path, layers, bidirectional, nonlinearity, linear, with_h0
+):
     torch.manual_seed(0)
     rnn = torch.nn.RNN(3, 5, num_layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity)
     D = 2 if bidirectional else 1
@@ -218,6 +222,17 @@ def test_reverse_only_rnn_is_refused(tmp_path):
     onnx.save(proto, str(tmp_path / "r.onnx"))
     with pytest.raises(ValueError, match=r"node 'rnn_l0' \(RNN\): attribute direction='reverse'"):
         rnnext.from_onnx(tmp_path / "r.onnx")
+
+
+def test_a_mask_that_keeps_the_wrong_steps_is_refused(tmp_path):
+    model = make_model(dict(input_size=3, hidden_size=4, output_size=2, output_activation="sigmoid"))
+    model.to_onnx(tmp_path / "m.onnx", with_lengths=True)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    mask = [n for n in proto.graph.node if n.op_type == "Where"][-1]  # zeros past each end
+    mask.input[1], mask.input[2] = mask.input[2], mask.input[1]
+    onnx.save(proto, str(tmp_path / "swapped.onnx"))
+    with pytest.raises(ValueError, match=rf"node '{mask.name}' \(Where\): its condition does not select"):
+        rnnext.from_onnx(tmp_path / "swapped.onnx")
 
 
 def test_a_file_that_is_not_onnx_is_refused(tmp_path):

@@ -112,7 +112,8 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
         )
     empty = ""
     if lengths and h0:  # (1, B, 1): sequences of length 0, whose h_n is h0
-        empty = g.op("Unsqueeze", [g.op("Equal", [lengths, g.init("zero_length", np.array(0, np.int32))]), g.const([0, 2])])
+        is_empty = g.op("Equal", [lengths, g.init("zero_length", np.array(0, np.int32))])
+        empty = g.op("Unsqueeze", [is_empty, g.const([0, 2])])
     act = ACTIVATIONS[model.nonlinearity]
     hs = []
     for l in range(L):
@@ -197,16 +198,25 @@ def read(cls: Any, path: Any) -> Any:
 
 
 def _attrs(onnx: Any, node: Any) -> Dict[str, Any]:
+    """A node's attributes, strings decoded."""
+
+    def text(v: Any) -> Any:
+        return v.decode() if isinstance(v, bytes) else v
+
     out = {}
     for a in node.attribute:
         v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else [s.decode() if isinstance(s, bytes) else s for s in v] if isinstance(v, list) else v
+        out[a.name] = [text(e) for e in v] if isinstance(v, list) else text(v)
     return out
 
 
-# Data-path values, tagged: ("x",), ("ids",), ("states", k) = layer k's input, ("Y", k),
-# ("YT", k), ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = + b_y, ("f_o", act).
-# Nodes off the data path compute shapes, h0 and masks from constants, x's shape and inputs.
+def _where(node: Any) -> str:
+    return f"node {node.name or node.output[0]!r} ({node.op_type})"
+
+
+# Tensors on the data path are tagged (see _describe): ("ids",), ("states", k) = the input of
+# layer k, ("Y", k), ("YT", k), ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = s W_y + b_y,
+# ("f_o", act). Nodes off it compute shapes, h0 and masks from constants, x's shape and inputs.
 _SIDE_OPS = {
     "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "ConstantOfShape",
     "Expand", "Cast", "Range", "Less", "Equal", "Where", "Identity", "Reshape",
@@ -218,10 +228,10 @@ _DATA_OPS |= {"MatMul", "Add", "Sigmoid", "Softmax", "Shape"}
 def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
     if tag is None:
         return "nothing from the data"
-    kind, k = tag[0], tag[1] if len(tag) > 1 else None
+    kind, k = tag[0], tag[1] if len(tag) > 1 else 0
     return {
         "ids": "the token ids",
-        "states": "the model input" if k == 0 else f"the states of layer {k - 1}" if k else "",
+        "states": "the model input" if k == 0 else f"the states of layer {k - 1}",
         "Y": f"the Y of layer {k}",
         "YT": f"the transposed Y of layer {k}",
         "Y_h": f"the Y_h of layer {k}",
@@ -233,52 +243,67 @@ def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
 
 
 class _Reader:
+    """One walk over the nodes in order, tagging the tensors on the data path (see
+    :func:`_describe`); the parameters are read from constants on the way."""
+
     def __init__(self, onnx: Any, proto: Any) -> None:
         self.onnx, self.proto, self.graph = onnx, proto, proto.graph
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.consts: Dict[str, np.ndarray] = {t.name: onnx.numpy_helper.to_array(t) for t in self.graph.initializer}
         self.producer: Dict[str, Any] = {o: n for n in self.graph.node for o in n.output}
-        self.inputs = [i.name for i in self.graph.input if i.name not in self.consts]
+        self.inputs = {i.name: i.type.tensor_type for i in self.graph.input if i.name not in self.consts}
+        self.x = ""  # the data input: the first graph input
+        self.data: Dict[str, Tuple[Any, ...]] = {}
+        self.layers: List[Dict[str, Any]] = []
+        self.lengths: Set[str] = set()  # graph inputs feeding sequence_lens
+        self.h0_inputs: Set[str] = set()  # graph inputs feeding initial_h
+        self.E: Optional[np.ndarray] = None
+        self.W_y: Optional[np.ndarray] = None
+        self.b_y: Optional[np.ndarray] = None
+        self.f_o: Optional[str] = None
+        self.h_n_layers = 1
 
-    # ---- helpers
+    # ---- constants and evaluation
     def const(self, name: str, what: str, node: Any) -> np.ndarray:
         """A tensor computed from constants alone (an initializer, a Constant, or a
         subgraph of them)."""
-        if name in self.consts:
-            return self.consts[name]
-        if self._input_ancestors(name):
-            raise _Refusal(f"node {node.name!r} ({node.op_type}): {what} ({name!r}) is not a constant")
-        value = self._evaluate([name], {})[0]
-        self.consts[name] = value
-        return value
+        if name not in self.consts:
+            if self._ancestors(name)[0] & set(self.inputs):
+                raise _Refusal(f"{_where(node)}: {what} ({name!r}) is not a constant")
+            self.consts[name] = self._evaluate([name], {})[0]
+        return self.consts[name]
 
     def _ancestors(self, name: str) -> Tuple[Set[str], List[Any]]:
-        names, nodes, stack = set(), [], [name]
+        """The tensors and the nodes ``name`` is computed from."""
+        names: Set[str] = set()
+        nodes: List[Any] = []
+        stack = [name]
         while stack:
             t = stack.pop()
             if t in names or not t:
                 continue
             names.add(t)
             n = self.producer.get(t)
-            if n is not None and n not in nodes:
+            if n is not None and all(m is not n for m in nodes):
                 nodes.append(n)
                 stack.extend(n.input)
         return names, nodes
 
-    def _input_ancestors(self, name: str) -> Set[str]:
-        return self._ancestors(name)[0] & set(self.inputs)
-
     def _evaluate(self, names: List[str], feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
-        """Run the subgraph computing ``names`` with onnx's reference evaluator."""
+        """Run the subgraph computing ``names`` with onnx's reference evaluator; ``feeds``
+        may hold more inputs than it needs."""
         from onnx.reference import ReferenceEvaluator
 
         helper = self.onnx.helper
-        wanted: Set[Any] = set()
+        wanted: Set[int] = set()
+        used: Set[str] = set()
         for name in names:
-            wanted.update(id(n) for n in self._ancestors(name)[1])
-        nodes = [n for n in self.graph.node if id(n) in wanted]
+            tensors, nodes = self._ancestors(name)
+            used |= tensors
+            wanted.update(id(n) for n in nodes)
+        feeds = {k: v for k, v in feeds.items() if k in used}
         g = helper.make_graph(
-            nodes,
+            [n for n in self.graph.node if id(n) in wanted],
             "sub",
             [i for i in self.graph.input if i.name in feeds],
             [helper.make_empty_tensor_value_info(n) for n in names],
@@ -287,7 +312,14 @@ class _Reader:
         sub = helper.make_model(g, opset_imports=self.proto.opset_import, ir_version=self.proto.ir_version)
         return [np.asarray(v) for v in ReferenceEvaluator(sub).run(names, feeds)]
 
+    def _dummy_feeds(self, T: int, B: int, lengths: np.ndarray) -> Dict[str, np.ndarray]:
+        """Zero data of shape (T, B, ...) and the given lengths, to evaluate masks and h0."""
+        x_np = self.onnx.helper.tensor_dtype_to_np_dtype(self.inputs[self.x].elem_type)
+        shape = (T, B) if self.E is not None else (T, B, self.layers[0]["W"].shape[2])
+        return {self.x: np.zeros(shape, x_np), **{n: lengths for n in self.lengths}}
+
     def axes(self, node: Any, attrs: Dict[str, Any]) -> List[int]:
+        """Squeeze's axes: an attribute before opset 13, an input from then on."""
         if "axes" in attrs:
             return list(attrs["axes"])
         if len(node.input) > 1 and node.input[1]:
@@ -296,104 +328,95 @@ class _Reader:
 
     # ---- the walk
     def model(self, cls: Any) -> Any:
-        onnx = self.onnx
-        TP = onnx.TensorProto
-        data: Dict[str, Tuple[Any, ...]] = {}
+        TP = self.onnx.TensorProto
         if not self.inputs:
             raise _Refusal("the graph has no inputs")
-        x = self.inputs[0]
-        x_type = next(i for i in self.graph.input if i.name == x).type.tensor_type
-        if x_type.elem_type in (TP.INT64, TP.INT32):
-            data[x] = ("ids",)
-        elif x_type.elem_type in (TP.FLOAT, TP.DOUBLE):
-            data[x] = ("states", 0)
+        self.x = next(iter(self.inputs))
+        elem = self.inputs[self.x].elem_type
+        if elem in (TP.INT64, TP.INT32):
+            self.data[self.x] = ("ids",)
+        elif elem in (TP.FLOAT, TP.DOUBLE):
+            self.data[self.x] = ("states", 0)
         else:
-            raise _Refusal(f"graph input {x!r}: expected float, double or int64 data, got element type {x_type.elem_type}")
-        E = None
-        layers: List[Dict[str, Any]] = []
-        lengths_inputs: Set[str] = set()
-        out_W: Optional[np.ndarray] = None
-        out_b: Optional[np.ndarray] = None
-        out_act: Optional[str] = None
-
+            raise _Refusal(f"graph input {self.x!r}: expected float, double or integer data, got element type {elem}")
         for node in self.graph.node:
-            op, ins, attrs = node.op_type, list(node.input), _attrs(onnx, node)
-            tags = [data.get(i) for i in ins]
-            where = f"node {node.name!r} ({op})"
-            dtags = [t for t in tags if t is not None]
-            if op not in _SIDE_OPS | _DATA_OPS or node.domain not in ("", "ai.onnx"):
-                raise _Refusal(
-                    f"{where}: operator {node.domain + '.' if node.domain else ''}{op} is not supported: rnnext "
-                    "reads RNN nodes, MatMul + Add (+ Sigmoid or Softmax) and shape operators"
-                )
-            if not dtags:
-                if op not in _SIDE_OPS:
-                    raise _Refusal(f"{where}: computes from constants alone, which rnnext does not expect of {op}")
-                continue
-            t0 = dtags[0]
-            out: Optional[Tuple[Any, ...]] = None
-            if op == "Shape":
-                continue  # x's shape: a side value
-            if op == "Gather" and tags == [None, ("ids",)]:
-                if attrs.get("axis", 0) != 0 or E is not None:
-                    raise _Refusal(f"{where}: attribute axis={attrs.get('axis')}: expected one embedding lookup on axis 0")
-                E = self.const(ins[0], "the embedding E", node)
-                out = ("states", 0)
-            elif op == "RNN":
-                out = self._rnn(node, attrs, tags, layers, lengths_inputs)
-            elif op == "Squeeze" and t0[0] == "Y" and self.axes(node, attrs) == [1] and layers[t0[1]]["D"] == 1:
-                out = ("states", t0[1] + 1)
-            elif op == "Transpose" and t0[0] == "Y" and list(attrs.get("perm", [])) == [0, 2, 1, 3]:
-                out = ("YT", t0[1])
-            elif op == "Reshape" and t0[0] == "YT" and tags[1] is None:
-                shape = self.const(ins[1], "shape", node).tolist()
-                DH = layers[t0[1]]["D"] * layers[t0[1]]["H"]
-                if len(shape) != 3 or shape[:2] != [0, 0] or shape[2] not in (-1, DH) or attrs.get("allowzero", 0):
-                    raise _Refusal(f"{where}: shape {shape}: expected [0, 0, -1] (concatenating the directions)")
-                out = ("states", t0[1] + 1)
-            elif op in ("Squeeze", "Identity", "Concat") and t0[0] in ("Y_h", "h_n"):
-                out = self._h_n(node, op, attrs, tags, layers, where)
-            elif op == "Where" and tags[0] is None and sum(t is not None for t in tags) == 1:
-                # masks: h_n = h0 for empty sequences, outputs zeroed past the end
-                out = t0
-            elif op == "Identity":
-                out = t0
-            elif op == "MatMul" and tags[1] is None and t0 == ("states", len(layers)) and out_W is None:
-                out_W = self.const(ins[1], "the output weight W_y", node)
-                out = ("z0",)
-            elif op == "Add" and t0 == ("z0",) and len(dtags) == 1:
-                out_b = self.const(ins[1] if tags[0] is not None else ins[0], "the output bias b_y", node)
-                out = ("z",)
-            elif op in ("Sigmoid", "Softmax") and t0 == ("z",):
-                if op == "Softmax":
-                    axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
-                    if axis not in (-1, 2):
-                        raise _Refusal(f"{where}: attribute axis={axis}: expected the last axis (-1 or 2)")
-                out_act = op.lower()
-                out = ("f_o", out_act)
-            else:
-                got = ", ".join(f"{i!r} ({_describe(t)})" for i, t in zip(ins, tags) if t is not None)
-                raise _Refusal(f"{where}: not part of an rnnext model here (reads {got}; attributes {attrs})")
-            for o in node.output:
-                data[o] = out if o == node.output[0] or op != "RNN" else ("Y_h", out[1])
-
-        if not layers:
+            out = self._node(node)
+            for i, o in enumerate(node.output):
+                if o and out is not None:
+                    self.data[o] = out if i == 0 else ("Y_h", out[1])  # only RNN has two outputs
+        if not self.layers:
             raise _Refusal("the graph has no RNN node")
-        return self._build(cls, data, layers, E, out_W, out_b, out_act, x, lengths_inputs)
+        return self._build(cls)
 
-    def _rnn(self, node: Any, attrs: Dict[str, Any], tags: List[Any], layers: List[Dict[str, Any]], lengths_inputs: Set[str]) -> Tuple[Any, ...]:
-        where = f"node {node.name!r} (RNN)"
-        k = len(layers)
+    def _node(self, node: Any) -> Optional[Tuple[Any, ...]]:
+        """The tag of the node's (first) output, None off the data path."""
+        op, ins, attrs = node.op_type, list(node.input), _attrs(self.onnx, node)
+        tags = [self.data.get(i) if i else None for i in ins]
+        where = _where(node)
+        dtags = [t for t in tags if t is not None]
+        if op not in _SIDE_OPS | _DATA_OPS or node.domain not in ("", "ai.onnx"):
+            raise _Refusal(
+                f"{where}: operator {node.domain + '.' if node.domain else ''}{op} is not supported: rnnext "
+                "reads RNN nodes, MatMul + Add (+ Sigmoid or Softmax) and shape operators"
+            )
+        if not dtags:
+            if op not in _SIDE_OPS:
+                raise _Refusal(f"{where}: computes from constants alone, which rnnext does not expect of {op}")
+            return None
+        t0, layers = dtags[0], self.layers
+        if op == "Shape":
+            return None  # x's shape: a side value
+        if op == "Gather" and tags == [None, ("ids",)]:
+            if attrs.get("axis", 0) != 0 or self.E is not None:
+                raise _Refusal(f"{where}: attribute axis={attrs.get('axis')}: expected one lookup on axis 0")
+            self.E = self.const(ins[0], "the embedding E", node)
+            return ("states", 0)
+        if op == "RNN":
+            return self._rnn(node, attrs, tags)
+        if op == "Squeeze" and t0[0] == "Y" and self.axes(node, attrs) == [1] and layers[t0[1]]["D"] == 1:
+            return ("states", t0[1] + 1)
+        if op == "Transpose" and t0[0] == "Y" and list(attrs.get("perm", [])) == [0, 2, 1, 3]:
+            return ("YT", t0[1])
+        if op == "Reshape" and t0[0] == "YT" and tags[1] is None:
+            shape = self.const(ins[1], "shape", node).tolist()
+            DH = layers[t0[1]]["D"] * layers[t0[1]]["H"]
+            if len(shape) != 3 or shape[:2] != [0, 0] or shape[2] not in (-1, DH) or attrs.get("allowzero", 0):
+                raise _Refusal(f"{where}: shape {shape}: expected [0, 0, -1] (concatenating the directions)")
+            return ("states", t0[1] + 1)
+        if op in ("Squeeze", "Concat") and t0[0] in ("Y_h", "h_n"):
+            return self._h_n(node, op, attrs, tags)
+        if op == "Where" and tags[0] is None and len(dtags) == 1:
+            self._mask(node, tags)
+            return t0
+        if op == "Identity":
+            return t0
+        if op == "MatMul" and tags[1] is None and t0 == ("states", len(layers)) and self.W_y is None:
+            self.W_y = self.const(ins[1], "the output weight W_y", node)
+            return ("z0",)
+        if op == "Add" and t0 == ("z0",) and len(dtags) == 1:
+            self.b_y = self.const(ins[1] if tags[0] is not None else ins[0], "the output bias b_y", node)
+            return ("z",)
+        if op in ("Sigmoid", "Softmax") and t0 == ("z",):
+            if op == "Softmax":
+                axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+                if axis not in (-1, 2):
+                    raise _Refusal(f"{where}: attribute axis={axis}: expected the last axis (-1 or 2)")
+            self.f_o = op.lower()
+            return ("f_o", self.f_o)
+        got = ", ".join(f"{i!r} ({_describe(t)})" for i, t in zip(ins, tags) if t is not None)
+        raise _Refusal(f"{where}: not part of an rnnext model here (reads {got}; attributes {attrs})")
+
+    def _rnn(self, node: Any, attrs: Dict[str, Any], tags: List[Any]) -> Tuple[Any, ...]:
+        where, k = _where(node), len(self.layers)
         if tags[0] != ("states", k):
-            want = _describe(("states", k))
-            raise _Refusal(f"{where}: input X is {_describe(tags[0])}, expected {want}")
+            raise _Refusal(f"{where}: input X is {_describe(tags[0])}, expected {_describe(('states', k))}")
         if any(t is not None for t in tags[1:]):
             raise _Refusal(f"{where}: W, R, B, sequence_lens and initial_h must not depend on the data")
         for name in ("clip", "activation_alpha", "activation_beta"):
             if name in attrs:
                 raise _Refusal(f"{where}: attribute {name}={attrs[name]} is not supported (rnnext has no {name})")
         if attrs.get("layout", 0) != 0:
-            raise _Refusal(f"{where}: attribute layout={attrs['layout']} is not supported (only layout 0, time-major)")
+            raise _Refusal(f"{where}: attribute layout={attrs['layout']} is not supported (only 0, time-major)")
         direction = attrs.get("direction", "forward")
         if direction not in ("forward", "bidirectional"):
             raise _Refusal(f"{where}: attribute direction={direction!r} is not supported (forward or bidirectional)")
@@ -401,78 +424,115 @@ class _Reader:
         acts = attrs.get("activations", ["Tanh"] * D)
         by_onnx = {v: k for k, v in ACTIVATIONS.items()}
         if len(acts) != D or len(set(acts)) != 1 or acts[0] not in by_onnx:
-            raise _Refusal(f"{where}: attribute activations={acts} is not supported (one of Tanh, Relu, Sigmoid, the same for every direction)")
+            raise _Refusal(
+                f"{where}: attribute activations={acts} is not supported (one of Tanh, Relu, Sigmoid, "
+                "the same for every direction)"
+            )
         ins = list(node.input) + [""] * (6 - len(node.input))
         W = self.const(ins[1], "W", node)
         R = self.const(ins[2], "R", node)
-        H = int(attrs.get("hidden_size", R.shape[-1]))
+        H = int(attrs["hidden_size"]) if "hidden_size" in attrs else R.shape[-1]
         B = self.const(ins[3], "B", node) if ins[3] else np.zeros((D, 2 * H), W.dtype)
         if W.ndim != 3 or W.shape[:2] != (D, H) or R.shape != (D, H, H) or B.shape != (D, 2 * H):
-            raise _Refusal(f"{where}: W {W.shape}, R {R.shape}, B {B.shape} do not fit hidden_size={H}, {D} direction(s)")
-        if k and (H, D, W.shape[2]) != (layers[0]["H"], layers[0]["D"], D * H):
-            raise _Refusal(f"{where}: layers differ in hidden_size or direction, or input_size {W.shape[2]} is not {D * H}")
-        if k and by_onnx[acts[0]] != layers[0]["act"]:
-            raise _Refusal(f"{where}: attribute activations={acts} differs from the first layer's")
+            raise _Refusal(f"{where}: W {W.shape}, R {R.shape}, B {B.shape} do not fit hidden_size={H}, D={D}")
+        if k:
+            first = self.layers[0]
+            if (H, D, W.shape[2]) != (first["H"], first["D"], D * H) or by_onnx[acts[0]] != first["act"]:
+                raise _Refusal(f"{where}: hidden_size, direction, activations or input size differ from layer 0's")
         if ins[4]:
             src = self.producer.get(ins[4])
             name = src.input[0] if src is not None and src.op_type == "Cast" else ins[4]
             if name not in self.inputs:
                 raise _Refusal(f"{where}: sequence_lens must be a graph input (lengths), got {ins[4]!r}")
-            lengths_inputs.add(name)
-        layers.append(dict(node=node, W=W, R=R, B=B, H=H, D=D, act=by_onnx[acts[0]], initial_h=ins[5]))
+            self.lengths.add(name)
+        self.layers.append(dict(node=node, W=W, R=R, B=B, H=H, D=D, act=by_onnx[acts[0]], initial_h=ins[5]))
         return ("Y", k)
 
-    def _h_n(self, node: Any, op: str, attrs: Dict[str, Any], tags: List[Any], layers: List[Dict[str, Any]], where: str) -> Tuple[Any, ...]:
-        if op == "Identity":
-            return tags[0]
+    def _h_n(self, node: Any, op: str, attrs: Dict[str, Any], tags: List[Any]) -> Tuple[Any, ...]:
+        where = _where(node)
         if op == "Squeeze":
             if self.axes(node, attrs) != [0]:
                 raise _Refusal(f"{where}: squeezes axes {self.axes(node, attrs)} of h_n, expected [0]")
-            return ("h_n",)
-        if attrs.get("axis") != 0 or tags != [("Y_h", k) for k in range(len(tags))]:
+        elif attrs.get("axis") != 0 or tags != [("Y_h", k) for k in range(len(tags))]:
             got = ", ".join(_describe(t) for t in tags)
             raise _Refusal(f"{where}: expected the layers' Y_h concatenated in order on axis 0, got {got}")
-        self.h_n_layers = len(tags)
+        else:
+            self.h_n_layers = len(tags)
         return ("h_n",)
 
-    def _build(self, cls: Any, data: Dict[str, Tuple[Any, ...]], layers: List[Dict[str, Any]], E: Any, W_y: Any, b_y: Any, act: Optional[str], x: str, lengths_inputs: Set[str]) -> Any:
-        L, first = len(layers), layers[0]
+    def _mask(self, node: Any, tags: List[Any]) -> None:
+        """Check that a Where on the data path keeps the data exactly where rnnext does: the
+        states or outputs at steps t < length, h_n of non-empty sequences; elsewhere zeros,
+        or for h_n the layer's initial state."""
+        where, ins = _where(node), list(node.input)
+        tag = tags[1] or tags[2]
+        data_first = tags[1] is not None
+        other = ins[2] if data_first else ins[1]
+        if not self.lengths:
+            raise _Refusal(f"{where}: a Where on {_describe(tag)} without a sequence_lens input")
+        if tag[0] == "Y_h":
+            if other != self.layers[tag[1]]["initial_h"]:
+                raise _Refusal(f"{where}: expected Where(length == 0, initial_h, Y_h) for layer {tag[1]}")
+        else:
+            value = self.const(other, "the value past a sequence's end", node)
+            if value.size != 1 or value.reshape(-1)[0] != 0:
+                raise _Refusal(f"{where}: expected zeros past a sequence's end, got {value.reshape(-1)[:4]}")
+        T, lens = 4, np.array([4, 1, 0], np.int32)  # T != B: a mask on the wrong axes shows
+        cond = self._evaluate([ins[0]], self._dummy_feeds(T, 3, lens))[0].astype(bool)
+        keep = cond if data_first else ~cond
+        if tag[0] == "Y_h":  # (directions, B, H)
+            want = (lens > 0)[None, :, None]
+        else:  # (T, B, features)
+            want = (np.arange(T)[:, None] < lens[None, :])[:, :, None]
+        try:
+            full = np.broadcast_shapes(keep.shape, want.shape)
+        except ValueError:
+            full = ()
+        same = full[:-1] == want.shape[:-1] and np.array_equal(np.broadcast_to(keep, full), np.broadcast_to(want, full))
+        if not same:
+            raise _Refusal(f"{where}: its condition does not select the steps within each sequence's length")
+
+    # ---- the model
+    def _build(self, cls: Any) -> Any:
+        L, first, W_y, b_y, E = len(self.layers), self.layers[0], self.W_y, self.b_y, self.E
         D, H = first["D"], first["H"]
         outs = [o.name for o in self.graph.output]
-        want_y = ("f_o", act) if act else ("z",) if W_y is not None else ("states", L)
-        if not outs or data.get(outs[0]) != want_y:
-            got = _describe(data.get(outs[0])) if outs else "no output"
+        want_y = ("f_o", self.f_o) if self.f_o else ("z",) if W_y is not None else ("states", L)
+        if not outs or self.data.get(outs[0]) != want_y:
+            got = _describe(self.data.get(outs[0])) if outs else "no output"
             raise _Refusal(f"graph output {outs[0] if outs else None!r}: expected {_describe(want_y)} (y), got {got}")
         for o in outs[1:2]:
-            full = data.get(o) == ("h_n",) and getattr(self, "h_n_layers", L) == L
-            if not (full or (L == 1 and data.get(o) == ("Y_h", 0))):
-                raise _Refusal(f"graph output {o!r}: expected h_n (every layer's Y_h), got {_describe(data.get(o))}")
+            tag = self.data.get(o)
+            if not ((tag == ("h_n",) and self.h_n_layers == L) or (L == 1 and tag == ("Y_h", 0))):
+                raise _Refusal(f"graph output {o!r}: expected h_n (every layer's Y_h), got {_describe(tag)}")
         if len(outs) > 2:
             raise _Refusal(f"graph outputs {outs[2:]}: expected only y and h_n")
-        if (W_y is None) != (b_y is None) or (W_y is not None and (W_y.ndim != 2 or W_y.shape[0] != D * H or b_y.shape != (W_y.shape[1],))):
-            raise _Refusal(f"output layer: W_y {getattr(W_y, 'shape', None)} and b_y {getattr(b_y, 'shape', None)} do not fit {D * H} states")
-        h0 = self._learned_h0(layers, x, lengths_inputs, E)
-        extra = set(self.inputs) - {x} - lengths_inputs - self._h0_inputs
+        if W_y is not None and (W_y.ndim != 2 or W_y.shape[0] != D * H or b_y is None or b_y.shape != W_y.shape[1:]):
+            got = f"W_y {W_y.shape}, b_y {getattr(b_y, 'shape', None)}"
+            raise _Refusal(f"output layer: {got} do not fit {D * H} states")
+        if W_y is None and b_y is not None:  # cannot happen: Add follows MatMul
+            raise _Refusal("output layer: b_y without W_y")
+        if E is not None and (E.ndim != 2 or E.shape[1] != first["W"].shape[2]):
+            raise _Refusal(f"embedding E {E.shape}: expected (vocab_size, {first['W'].shape[2]})")
+        h0 = self._initial_state()
+        extra = set(self.inputs) - {self.x} - self.lengths - self.h0_inputs
         if extra:
             raise _Refusal(f"graph inputs {sorted(extra)}: expected only x, lengths and h0")
-        dtype = "float64" if first["W"].dtype == np.float64 else "float32"
         model = cls(
             first["W"].shape[2] if E is None else E.shape[1],
             H,
             None if W_y is None else W_y.shape[1],
             nonlinearity=first["act"],
-            output_activation=act,
-            dtype=dtype,
+            output_activation=self.f_o,
+            dtype="float64" if first["W"].dtype == np.float64 else "float32",
             num_layers=L,
             bidirectional=D == 2,
             vocab_size=None if E is None else E.shape[0],
             learn_h0=h0 is not None,
         )
         if E is not None:
-            if E.ndim != 2 or E.shape[1] != first["W"].shape[2]:
-                raise _Refusal(f"embedding E {E.shape}: expected (vocab_size, {first['W'].shape[2]})")
             model.params["E"][...] = E
-        for k, layer in enumerate(layers):
+        for k, layer in enumerate(self.layers):
             interop.set_onnx_rnn_tensors(model, k, layer["W"], layer["R"], layer["B"])
         if h0 is not None:
             model.params["h0"][...] = h0
@@ -481,45 +541,36 @@ class _Reader:
             model.params["b_y"][...] = b_y
         return model
 
-    def _learned_h0(self, layers: List[Dict[str, Any]], x: str, lengths_inputs: Set[str], E: Any) -> Optional[np.ndarray]:
-        """The initial states when they come from constants (broadcast over the batch), or
-        None when they are zeros or rows of a graph input (the ``h0`` of ``forward``)."""
-        names = [layer["initial_h"] for layer in layers if layer["initial_h"]]
-        self._h0_inputs: Set[str] = set()
+    def _initial_state(self) -> Optional[np.ndarray]:
+        """The learned h0 (S, H) when the initial states come from constants broadcast over
+        the batch; None when they are zeros or the rows of a graph input (forward's h0)."""
+        names = [layer["initial_h"] for layer in self.layers if layer["initial_h"]]
         for name in names:
-            self._h0_inputs |= self._input_ancestors(name) - {x} - lengths_inputs
-        if len(self._h0_inputs) > 1:
-            raise _Refusal(f"initial_h: computed from several graph inputs {sorted(self._h0_inputs)}, expected one h0")
-        D, H = layers[0]["D"], layers[0]["H"]
-        S = len(layers) * D
-        x_info = next(i for i in self.graph.input if i.name == x).type.tensor_type
-        x_np = self.onnx.helper.tensor_dtype_to_np_dtype(x_info.elem_type)
+            self.h0_inputs |= self._ancestors(name)[0] & set(self.inputs) - {self.x} - self.lengths
+        if len(self.h0_inputs) > 1:
+            raise _Refusal(f"initial_h: computed from graph inputs {sorted(self.h0_inputs)}, expected one h0")
+        D, H = self.layers[0]["D"], self.layers[0]["H"]
+        S = len(self.layers) * D
         values = []
         for B in (1, 3):  # two batch sizes: the states must not depend on it
-            feeds = {x: np.zeros((1, B) if E is not None else (1, B, layers[0]["W"].shape[2]), x_np)}
-            feeds.update({n: np.ones(B, np.int32) for n in lengths_inputs})
-            given = np.arange(S * B * H, dtype=layers[0]["W"].dtype).reshape(S, B, H) + 1
-            for n in self._h0_inputs:  # distinct values: each layer must read its own rows
-                rank = len(next(i for i in self.graph.input if i.name == n).type.tensor_type.shape.dim)
-                feeds[n] = given[0] if rank == 2 and S == 1 else given
-            used = {n for name in names for n in self._ancestors(name)[0]}
-            got = self._evaluate(names, {k: v for k, v in feeds.items() if k in used}) if names else []
-            full = []
-            for k, layer in enumerate(layers):
-                node = layer["node"].name
-                v = got[names.index(layer["initial_h"])] if layer["initial_h"] else np.zeros((D, B, H))
+            feeds = self._dummy_feeds(1, B, np.ones(B, np.int32))
+            given = np.arange(1, S * B * H + 1, dtype=self.layers[0]["W"].dtype).reshape(S, B, H)
+            for n in self.h0_inputs:  # distinct values: each layer must read its own rows
+                feeds[n] = given[0] if len(self.inputs[n].shape.dim) == 2 else given
+            got = dict(zip(names, self._evaluate(names, feeds))) if names else {}
+            rows = []
+            for k, layer in enumerate(self.layers):
+                v = got.get(layer["initial_h"], np.zeros((D, B, H)))
+                where = _where(layer["node"])
                 if v.shape != (D, B, H):
-                    raise _Refusal(f"node {node!r} (RNN): initial_h has shape {v.shape}, expected {(D, B, H)}")
-                if self._h0_inputs:
-                    if not np.array_equal(v, given[k * D : (k + 1) * D]):
-                        raise _Refusal(f"node {node!r} (RNN): initial_h is not rows {k * D}:{(k + 1) * D} of h0")
-                    continue
-                if not np.array_equal(v, np.broadcast_to(v[:, :1], v.shape)):
-                    raise _Refusal(f"node {node!r} (RNN): initial_h differs between the sequences of a batch")
-                full.append(v[:, 0])
-            if not self._h0_inputs:
-                values.append(np.concatenate(full))
-        if self._h0_inputs:
+                    raise _Refusal(f"{where}: initial_h has shape {v.shape}, expected {(D, B, H)}")
+                if self.h0_inputs and not np.array_equal(v, given[k * D : (k + 1) * D]):
+                    raise _Refusal(f"{where}: initial_h is not rows {k * D}:{(k + 1) * D} of the h0 input")
+                if not np.array_equal(v, np.broadcast_to(v[:, :1], v.shape)) and not self.h0_inputs:
+                    raise _Refusal(f"{where}: initial_h differs between the sequences of a batch")
+                rows.append(v[:, 0])
+            values.append(np.concatenate(rows))
+        if self.h0_inputs:
             return None
         if not np.array_equal(values[0], values[1]):
             raise _Refusal("initial_h: depends on the batch size")
