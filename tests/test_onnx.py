@@ -150,16 +150,21 @@ def torch_export(net, path, with_h0):
 
 
 @pytest.mark.parametrize(
-    "layers, bidirectional, nonlinearity, linear, with_h0",
-    [(2, True, "tanh", True, False), (2, False, "relu", False, True), (1, True, "tanh", True, True)],
+    "layers, bidirectional, nonlinearity, linear, with_h0, bias",
+    [
+        (2, True, "tanh", True, False, True),  # issue 13's case
+        (2, False, "relu", False, True, True),
+        (1, True, "tanh", True, True, True),
+        (1, False, "tanh", True, False, False),
+    ],
 )
 def test_torch_onnx_export_imports_with_pytorchs_outputs(
-    tmp_path, layers, bidirectional, nonlinearity, linear, with_h0
+    tmp_path, layers, bidirectional, nonlinearity, linear, with_h0, bias
 ):
     torch.manual_seed(0)
-    rnn = torch.nn.RNN(3, 5, num_layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity)
+    rnn = torch.nn.RNN(3, 5, num_layers=layers, bidirectional=bidirectional, nonlinearity=nonlinearity, bias=bias)
     D = 2 if bidirectional else 1
-    net = TorchNet(rnn, torch.nn.Linear(D * 5, 4) if linear else None).eval()
+    net = TorchNet(rnn, torch.nn.Linear(D * 5, 4, bias=bias) if linear else None).eval()
     torch_export(net, tmp_path / "t.onnx", with_h0)
     model = rnnext.from_onnx(tmp_path / "t.onnx")
     assert (model.num_layers, model.bidirectional, model.nonlinearity) == (layers, bidirectional, nonlinearity)

@@ -396,7 +396,7 @@ class _Reader:
         if op == "Add" and t0 == ("z0",) and len(dtags) == 1:
             self.b_y = self.const(ins[1] if tags[0] is not None else ins[0], "the output bias b_y", node)
             return ("z",)
-        if op in ("Sigmoid", "Softmax") and t0 == ("z",):
+        if op in ("Sigmoid", "Softmax") and t0 in (("z0",), ("z",)):
             if op == "Softmax":
                 axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
                 if axis not in (-1, 2):
@@ -497,7 +497,12 @@ class _Reader:
         L, first, W_y, b_y, E = len(self.layers), self.layers[0], self.W_y, self.b_y, self.E
         D, H = first["D"], first["H"]
         outs = [o.name for o in self.graph.output]
-        want_y = ("f_o", self.f_o) if self.f_o else ("z",) if W_y is not None else ("states", L)
+        if W_y is not None and b_y is None:  # nn.Linear(bias=False)
+            b_y = np.zeros(W_y.shape[1:], W_y.dtype)
+            linear: Tuple[Any, ...] = ("z0",)
+        else:
+            linear = ("z",)
+        want_y = ("f_o", self.f_o) if self.f_o else linear if W_y is not None else ("states", L)
         if not outs or self.data.get(outs[0]) != want_y:
             got = _describe(self.data.get(outs[0])) if outs else "no output"
             raise _Refusal(f"graph output {outs[0] if outs else None!r}: expected {_describe(want_y)} (y), got {got}")
@@ -510,8 +515,6 @@ class _Reader:
         if W_y is not None and (W_y.ndim != 2 or W_y.shape[0] != D * H or b_y is None or b_y.shape != W_y.shape[1:]):
             got = f"W_y {W_y.shape}, b_y {getattr(b_y, 'shape', None)}"
             raise _Refusal(f"output layer: {got} do not fit {D * H} states")
-        if W_y is None and b_y is not None:  # cannot happen: Add follows MatMul
-            raise _Refusal("output layer: b_y without W_y")
         if E is not None and (E.ndim != 2 or E.shape[1] != first["W"].shape[2]):
             raise _Refusal(f"embedding E {E.shape}: expected (vocab_size, {first['W'].shape[2]})")
         h0 = self._initial_state()
