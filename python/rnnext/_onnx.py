@@ -20,6 +20,7 @@ import numpy as np
 from . import interop
 from ._checks import check_int
 from ._files import write_atomic
+from ._version import __version__
 
 MIN_OPSET = 14  # RNN-14, Reshape-14, Squeeze/Unsqueeze/Slice with axes as inputs
 ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
@@ -162,8 +163,6 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
     ]
     graph = helper.make_graph(g.nodes, "rnnext", inputs, outputs, g.inits)
     opsets = [helper.make_opsetid("", opset)]
-    from ._version import __version__
-
     return helper.make_model(
         graph,
         opset_imports=opsets,
@@ -176,7 +175,7 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
 
 # -------------------------------------------------------------------------- import
 class _Refusal(ValueError):
-    pass
+    """A graph rnnext cannot represent; :func:`read` prefixes the file name."""
 
 
 def read(cls: Any, path: Any) -> Any:
