@@ -92,7 +92,7 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
     inputs = []
     if model.vocab_size:
         inputs.append(helper.make_tensor_value_info("x", TP.INT64, ["T", "B"]))
-        feat = g.op("Gather", [g.init("E", model.params["E"]), "x"], name="embedding", axis=0)
+        feat = g.op("Gather", [g.init("E", interop.onnx_view(model, "E")), "x"], name="embedding", axis=0)
     else:
         inputs.append(helper.make_tensor_value_info("x", elem, ["T", "B", model.input_size]))
         feat = "x"
@@ -108,7 +108,7 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
         batch = g.op("Slice", [g.op("Shape", ["x"]), g.const([1]), g.const([2])])
         h0 = g.op(
             "Expand",
-            [g.op("Unsqueeze", [g.init("h0", model.params["h0"]), g.const([1])]),
+            [g.op("Unsqueeze", [g.init("h0", interop.onnx_view(model, "h0")), g.const([1])]),
             g.op("Concat", [g.const([1]), batch, g.const([1])], axis=0)],
         )
     empty = ""
@@ -140,7 +140,8 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
     g.nodes.append(helper.make_node("Identity", [h_n], ["h_n"], name="h_n"))
     y = feat
     if model.output_size:
-        y = g.op("Add", [g.op("MatMul", [y, g.init("W_y", model.params["W_y"])]), g.init("b_y", model.params["b_y"])])
+        z = g.op("MatMul", [y, g.init("W_y", interop.onnx_view(model, "W_y"))])
+        y = g.op("Add", [z, g.init("b_y", interop.onnx_view(model, "b_y"))])
         if model.output_activation == "sigmoid":
             y = g.op("Sigmoid", [y])
         elif model.output_activation == "softmax":
@@ -487,8 +488,7 @@ class _Reader:
             full = np.broadcast_shapes(keep.shape, want.shape)
         except ValueError:
             full = ()
-        same = full[:-1] == want.shape[:-1] and np.array_equal(np.broadcast_to(keep, full), np.broadcast_to(want, full))
-        if not same:
+        if full[:-1] != want.shape[:-1] or not (np.broadcast_to(keep, full) == np.broadcast_to(want, full)).all():
             raise _Refusal(f"{where}: its condition does not select the steps within each sequence's length")
 
     # ---- the model
@@ -532,15 +532,11 @@ class _Reader:
             vocab_size=None if E is None else E.shape[0],
             learn_h0=h0 is not None,
         )
-        if E is not None:
-            model.params["E"][...] = E
+        for name, value in (("E", E), ("h0", h0), ("W_y", W_y), ("b_y", b_y)):
+            if value is not None:
+                interop.onnx_view(model, name)[...] = value
         for k, layer in enumerate(self.layers):
             interop.set_onnx_rnn_tensors(model, k, layer["W"], layer["R"], layer["B"])
-        if h0 is not None:
-            model.params["h0"][...] = h0
-        if W_y is not None:
-            model.params["W_y"][...] = W_y
-            model.params["b_y"][...] = b_y
         return model
 
     def _initial_state(self) -> Optional[np.ndarray]:

@@ -68,8 +68,9 @@ class Param(NamedTuple):
 
     def keras(self) -> str:
         k = KINDS[self.kind]
-        where = f", layer {self.layer} {'backward' if self.direction else 'forward'}" if self.kind in CELL_KINDS else ""
-        return f"{k.keras}{where}"
+        if self.kind not in CELL_KINDS:
+            return str(k.keras)
+        return f"{k.keras}, layer {self.layer} {'backward' if self.direction else 'forward'}"
 
 
 def table(config: Mapping[str, Any]) -> List[Param]:
@@ -203,9 +204,15 @@ def load_state_dict(
 
 
 # ---------------------------------------------------------------------- ONNX tensors
+def onnx_view(model: Any, name: str) -> np.ndarray:
+    """Parameter ``name`` in ONNX's layout (a view: writing to it sets the parameter).
+    E, h0, W_y and b_y are as in rnnext; cells go through :func:`onnx_rnn_tensors`."""
+    p = model.params[name]
+    return p.T if KINDS[next(q.kind for q in table(model.config) if q.name == name)].onnx_T else p
+
+
 def _onnx_cell(model: Any, layer: int, kind: str, direction: int) -> np.ndarray:
-    p = model.params[kind + suffix(layer, direction)]
-    return p.T if KINDS[kind].onnx_T else p
+    return onnx_view(model, kind + suffix(layer, direction))
 
 
 def onnx_rnn_tensors(model: Any, layer: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
