@@ -179,6 +179,42 @@ def test_torch_onnx_export_imports_with_pytorchs_outputs(
     np.testing.assert_allclose(h_n, th.numpy().reshape(h_n.shape), rtol=0, atol=1e-5)
 
 
+class TorchTagger(torch.nn.Module):
+    """Embedding, a learned initial state expanded over the batch, RNN, Linear, sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(10, 3)
+        self.rnn = torch.nn.RNN(3, 4, num_layers=2, bidirectional=True)
+        self.linear = torch.nn.Linear(8, 2)
+        self.h0 = torch.nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, ids):
+        h0 = self.h0.unsqueeze(1).expand(-1, ids.shape[1], -1).contiguous()
+        y, h_n = self.rnn(self.embedding(ids), h0)
+        return torch.sigmoid(self.linear(y)), h_n
+
+
+def test_torch_graph_with_embedding_and_learned_h0_imports(tmp_path):
+    torch.manual_seed(0)
+    net = TorchTagger().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (torch.randint(0, 10, (5, 2)),), str(tmp_path / "t.onnx"), dynamo=False,
+            input_names=["x"], output_names=["y", "h_n"], dynamic_axes={"x": {0: "T", 1: "B"}},
+        )
+    model = rnnext.from_onnx(tmp_path / "t.onnx")
+    assert model.vocab_size == 10 and model.config["learn_h0"] and model.output_activation == "sigmoid"
+    np.testing.assert_array_equal(model.params["h0"], net.h0.detach().numpy())
+    ids = torch.randint(0, 10, (7, 3))
+    with torch.no_grad():
+        ty, th = net(ids)
+    y, h_n = model(ids.numpy())
+    np.testing.assert_allclose(y, ty.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(h_n, th.numpy(), rtol=0, atol=1e-5)
+
+
 # ------------------------------------------------------------------------ refusals
 def test_lstm_graph_is_refused_naming_the_node(tmp_path):
     net = torch.nn.LSTM(3, 4)

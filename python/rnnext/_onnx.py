@@ -217,9 +217,12 @@ def _where(node: Any) -> str:
 # Tensors on the data path are tagged (see _describe): ("ids",), ("states", k) = the input of
 # layer k, ("Y", k), ("YT", k), ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = s W_y + b_y,
 # ("f_o", act). Nodes off it compute shapes, h0 and masks from constants, x's shape and inputs.
+# Off the data path every value is checked by evaluating it (constants, masks, h0), so the
+# shape arithmetic exporters write is allowed (PyTorch's expand(-1, B, -1) uses Mul and Where).
 _SIDE_OPS = {
-    "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "ConstantOfShape",
-    "Expand", "Cast", "Range", "Less", "Equal", "Where", "Identity", "Reshape",
+    "Constant", "Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Split",
+    "ConstantOfShape", "Expand", "Tile", "Cast", "Range", "Reshape", "Transpose", "Identity",
+    "Add", "Sub", "Mul", "Div", "Min", "Max", "Equal", "Less", "Greater", "Not", "And", "Or", "Where",
 }
 _DATA_OPS = {"RNN", "Gather", "Squeeze", "Transpose", "Reshape", "Concat", "Where", "Identity"}
 _DATA_OPS |= {"MatMul", "Add", "Sigmoid", "Softmax", "Shape"}
