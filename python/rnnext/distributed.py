@@ -213,10 +213,10 @@ class Distributed:
                                "rank 0): the ranks no longer compute the same model")
 
     # ---------------------------------------------------------------------- checkpoints
-    def gather_task_state(self, task: Any) -> Optional[Dict[str, Any]]:
-        """On rank 0 the state the task would have in a single process (the per-row
-        entries named by ``task.row_state``, batch on axis -2, gathered from every rank);
-        None on the others. Collective."""
+    def task_snapshot(self, task: Any) -> Any:
+        """On rank 0 the task as ``save_checkpoint`` reads it, holding the state it would have
+        in a single process (the per-row entries named by ``task.row_state``, batch on axis
+        -2, gathered from every rank); None on the other ranks. Collective."""
         state = task.state_dict()
         for key in getattr(task, "row_state", ()):
             parts: List[Any] = self.comm.gather(state.get(key), root=0)
@@ -227,19 +227,20 @@ class Distributed:
                 for rank, part in enumerate(parts):
                     full[..., rank::self.size, :] = part
                 state[key] = full
-        return state if self.rank == 0 else None
+        return _TaskSnapshot(task, state) if self.rank == 0 else None
 
     def save_checkpoint(self, path: Any, model: Any, optimizer: Any = None, task: Any = None, trainer: Any = None,
                         extra: Optional[Dict[str, Any]] = None) -> None:
         """``rnnext.checkpoint.save_checkpoint`` for a data-parallel run: every rank calls
         it, rank 0 writes the file (atomically), holding the state of all ranks together,
-        which is the state of the equivalent single-process run."""
+        which is the state of the equivalent single-process run. (To write it again, e.g.
+        elsewhere after an error, rank 0 alone: ``save_checkpoint`` with the
+        ``task_snapshot`` taken once.)"""
         from .checkpoint import save_checkpoint
 
-        state = None if task is None else self.gather_task_state(task)
+        snapshot = None if task is None else self.task_snapshot(task)
         if self.rank == 0:
-            save_checkpoint(path, model, optimizer, None if task is None else _TaskSnapshot(task, state),
-                            trainer, extra)
+            save_checkpoint(path, model, optimizer, snapshot, trainer, extra)
 
 
 def _flatten(config: Any, prefix: str = "") -> Dict[str, Any]:
