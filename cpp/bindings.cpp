@@ -76,11 +76,13 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
         xp = xa.data();
     }
     std::vector<py::ssize_t> hshape;  // as forward() takes h0
-    if (S > 1) hshape.push_back(S);
     if (!unbatched) hshape.push_back(B);
     hshape.push_back(H);
     if (!h.is_none()) {
         ha = real_array<T>(h, "h", " or None");
+        // PyTorch's leading (num_layers * directions) axis: always with S > 1, optional with S = 1;
+        // h_new has the rank of the h given.
+        if (S > 1 || ha.ndim() == static_cast<py::ssize_t>(hshape.size()) + 1) hshape.insert(hshape.begin(), S);
         bool same = ha.ndim() == static_cast<py::ssize_t>(hshape.size());
         for (std::size_t i = 0; same && i < hshape.size(); ++i) same = ha.shape(i) == hshape[i];
         if (!same) {
@@ -88,6 +90,8 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
             throw py::value_error("h: expected shape " + shape_of(want) + ", got shape " + shape_of(ha));
         }
         hp = ha.data();
+    } else if (S > 1) {
+        hshape.insert(hshape.begin(), S);
     }
     std::vector<py::ssize_t> yshape;
     if (!unbatched) yshape.push_back(B);
