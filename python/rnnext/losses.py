@@ -9,14 +9,15 @@ as PyTorch does.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Literal, Tuple, get_args
 
 import numpy as np
 
 from . import _core
 from ._checks import check_choice, first_bad_position
 
-REDUCTIONS = ("sum", "mean")
+Reduction = Literal["sum", "mean"]
+REDUCTIONS: Tuple[str, ...] = get_args(Reduction)
 
 
 def _prepare(name: str, logits: Any, mask: Any, reduction: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(
-    logits: Any, targets: Any, mask: Any = None, reduction: str = "sum"
+    logits: Any, targets: Any, mask: Any = None, reduction: Reduction = "sum"
 ) -> Tuple[float, np.ndarray]:
     """Cross-entropy of softmax(logits) against class ids (...) or distributions (..., C)."""
     if mask is None and reduction in REDUCTIONS and isinstance(logits, np.ndarray) and isinstance(targets, np.ndarray):
@@ -115,7 +116,7 @@ def sigmoid_cross_entropy(
     logits: Any,
     targets: Any,
     mask: Any = None,
-    reduction: str = "sum",
+    reduction: Reduction = "sum",
     positive_only: bool = False,
 ) -> Tuple[float, np.ndarray]:
     """Binary cross-entropy of sigmoid(logits) per element.
@@ -134,7 +135,7 @@ def sigmoid_cross_entropy(
     return _reduce(np.sum(elem, axis=-1), grad * m[..., None], m, reduction, z.shape[-1])
 
 
-def mse(y: Any, targets: Any, mask: Any = None, reduction: str = "sum") -> Tuple[float, np.ndarray]:
+def mse(y: Any, targets: Any, mask: Any = None, reduction: Reduction = "sum") -> Tuple[float, np.ndarray]:
     """Squared error sum((y - targets)^2) (no factor 1/2), as ``torch.nn.MSELoss``."""
     z, m = _prepare("y", y, mask, reduction)
     t = _targets_like(targets, z)
