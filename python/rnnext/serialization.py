@@ -18,13 +18,16 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._files import read_npz, write_npz_atomic
 from ._version import __version__
 from .interop import _suffix  # rnnext's name suffix of a cell: "", "_reverse", "_l1", ...
+
+if TYPE_CHECKING:
+    from .rnn import RNN
 
 FORMAT_VERSION = 1
 NPZ_KEYS = ("format_version", "rnnext_version", "config", "layout", "params")
@@ -114,7 +117,7 @@ def save(model: Any, path: PathLike) -> None:
     write_npz_atomic(path, arrays)
 
 
-def load(path: PathLike) -> Any:
+def load(path: PathLike) -> "RNN":
     """Read a model written by :func:`save`; every check passes before a model is returned.
 
     Raises FileNotFoundError for a missing file and ValueError naming the file for anything
