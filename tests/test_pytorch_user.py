@@ -416,7 +416,9 @@ def test_torch_state_dict_survives_torch_save_and_weights_only_load(rng):
 def test_to_torch_and_load_annotations_resolve():
     hints = typing.get_type_hints(rnnext.RNN.to_torch, localns={"torch": torch})
     assert hints["return"] == typing.Tuple[torch.nn.RNN, typing.Optional[torch.nn.Linear]]
-    assert typing.get_type_hints(rnnext.load, localns={"RNN": rnnext.RNN})["return"] is rnnext.RNN
+    import os
+
+    assert typing.get_type_hints(rnnext.load, localns={"os": os})["return"] is rnnext.RNN
     hints = typing.get_type_hints(rnnext.RNN.__init__)
     assert typing.get_args(hints["nonlinearity"]) == ("tanh", "relu", "sigmoid")
     assert set(typing.get_args(hints["init"])) == {"default", "xavier", "orthogonal", "identity"}
