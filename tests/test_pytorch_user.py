@@ -21,6 +21,8 @@ import rnnext
 from rnnext.losses import softmax_cross_entropy
 
 torch = pytest.importorskip("torch")
+# Keras' own arrays trip a NumPy 2 deprecation inside Keras; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -461,3 +463,74 @@ def test_mypy_strict_accepts_the_readme_code_without_casts(tmp_path):
     assert "cast(" not in source and "type: ignore" not in source
     r = _mypy(tmp_path, source, "--strict")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ------------------------------------------ 3 and 8: batch_first and Keras layers in interop
+def test_from_torch_and_to_torch_carry_batch_first(rng):
+    t_rnn = torch.nn.RNN(8, 6, num_layers=2, batch_first=True).double()
+    t_lin = torch.nn.Linear(6, 3).double()
+    rnn = rnnext.RNN.from_torch(t_rnn, t_lin)
+    assert rnn.batch_first
+    x = rng.standard_normal((4, 5, 8))  # (B, T, I)
+    np.testing.assert_allclose(rnn(x)[0], t_lin(t_rnn(t(x))[0]).detach().numpy(), rtol=1e-10, atol=1e-12)
+    back, _ = rnn.to_torch()
+    assert back.batch_first
+    assert not rnnext.RNN.from_torch(t_rnn, batch_first=False).batch_first  # an explicit choice wins
+    # State dicts hold weights only, so they load into either layout.
+    tm = rnnext.RNN(8, 6, 3, num_layers=2, dtype="float64")
+    tm.load_state_dict(rnn.state_dict())
+    np.testing.assert_allclose(tm(np.swapaxes(x, 0, 1))[0], np.swapaxes(rnn(x)[0], 0, 1), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras")
+
+
+@pytest.mark.parametrize("cell, gates", [("LSTM", 4), ("GRU", 3)])
+def test_keras_weights_of_gated_cells_are_named(keras, cell, gates):
+    layer = getattr(keras.layers, cell)(4)
+    layer(np.zeros((1, 2, 3), np.float32))
+    weights = layer.get_weights()
+    msg = rf"look like a Keras {cell}'s .*kernel \(3, {4 * gates}\).*{gates} gates of 4 units"
+    with pytest.raises(ValueError, match=msg):
+        rnnext.RNN.from_keras_weights(weights)
+    with pytest.raises(ValueError, match=msg):
+        rnnext.RNN(3, 4).set_keras_weights(weights)
+    with pytest.raises(ValueError, match=rf"is a Keras {cell}; rnnext is a vanilla RNN"):
+        rnnext.RNN.from_keras(layer)
+
+
+def test_from_keras_reads_activation_direction_and_layers(keras, rng):
+    x = rng.standard_normal((2, 6, 3)).astype(np.float32)  # Keras's (B, T, I)
+    relu = keras.layers.SimpleRNN(4, activation="relu", return_sequences=True)
+    want = keras.ops.convert_to_numpy(relu(x))
+    rnn = rnnext.RNN.from_keras(relu)
+    assert rnn.nonlinearity == "relu" and rnn.batch_first
+    np.testing.assert_allclose(rnn(x)[0], want, rtol=1e-5, atol=1e-6)
+    # from_keras_weights cannot see the activation: the issue's silent tanh.
+    assert rnnext.RNN.from_keras_weights(relu.get_weights()).nonlinearity == "tanh"
+    bi = keras.layers.Bidirectional(keras.layers.SimpleRNN(4, activation="sigmoid", return_sequences=True))
+    want = keras.ops.convert_to_numpy(bi(x))
+    rnn = rnnext.RNN.from_keras(bi)
+    assert rnn.bidirectional and rnn.nonlinearity == "sigmoid"
+    np.testing.assert_allclose(rnn(x)[0], want, rtol=1e-5, atol=1e-6)
+    seq = keras.Sequential([
+        keras.Input((6,), dtype="int32"), keras.layers.Embedding(9, 3),
+        keras.layers.SimpleRNN(5, return_sequences=True, use_bias=False),
+        keras.layers.SimpleRNN(5), keras.layers.Dense(2, activation="softmax"),
+    ])
+    ids = rng.integers(0, 9, (2, 6))
+    want = keras.ops.convert_to_numpy(seq(ids))  # return_sequences=False: the last step
+    rnn = rnnext.RNN.from_keras(seq)
+    assert (rnn.vocab_size, rnn.num_layers, rnn.output_activation) == (9, 2, "softmax")
+    np.testing.assert_allclose(rnn(ids)[0][:, -1], want, rtol=1e-5, atol=1e-6)
+    elu = keras.layers.SimpleRNN(4, activation="elu")
+    elu(x)
+    with pytest.raises(ValueError, match=r"activation='elu'; rnnext's nonlinearity is one of"):
+        rnnext.RNN.from_keras(elu)
+    with pytest.raises(TypeError, match="expected a Keras SimpleRNN, Bidirectional or Sequential, got Dense"):
+        rnnext.RNN.from_keras(keras.layers.Dense(3))

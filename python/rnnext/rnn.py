@@ -630,6 +630,14 @@ class RNN:
         """A model whose sizes come from a Keras weight list; kwargs go to ``RNN``."""
         return interop.from_keras_weights(cls, weights, **kwargs)
 
+    @classmethod
+    def from_keras(cls, layer: Any, **kwargs: Any) -> "RNN":
+        """An equal model from a Keras ``SimpleRNN``, ``Bidirectional(SimpleRNN)`` or a
+        ``Sequential`` of [``Embedding``,] such layers [, ``Dense``]: sizes from the weights,
+        activation, direction and layers from the layers' configs. ``batch_first`` defaults
+        to True (Keras's layout); kwargs go to ``RNN``."""
+        return interop.from_keras(cls, layer, **kwargs)
+
 
 def load(path: serialization.PathLike) -> RNN:
     """Read a model written by ``RNN.save``; every check passes before a model is returned.
