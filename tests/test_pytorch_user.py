@@ -534,3 +534,10 @@ def test_from_keras_reads_activation_direction_and_layers(keras, rng):
         rnnext.RNN.from_keras(elu)
     with pytest.raises(TypeError, match="expected a Keras SimpleRNN, Bidirectional or Sequential, got Dense"):
         rnnext.RNN.from_keras(keras.layers.Dense(3))
+
+
+def test_trainer_refuses_a_batch_first_model():
+    task = rnnext.tasks.Reverse()
+    model = rnnext.RNN(task.num_bits + 1, 8, task.num_bits, batch_first=True)
+    with pytest.raises(ValueError, match="time-major .* got a batch_first=True model"):
+        rnnext.Trainer(task, model, rnnext.optim.Adam(model))
