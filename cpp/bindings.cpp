@@ -34,12 +34,17 @@ static std::string shape_of(const py::array& a) {
 // drop the imaginary part of complex input silently.
 template <class T>
 static Arr<T> real_array(py::handle obj, const char* name, const char* or_none) {
-    py::array raw = py::array::ensure(obj);
+    py::object held = py::reinterpret_borrow<py::object>(obj);
+    // A torch tensor is read as values, detached from autograd, as forward() reads it.
+    if (!py::isinstance<py::array>(obj) && py::hasattr(obj, "detach") && py::hasattr(obj, "cpu"))
+        held = obj.attr("detach")().attr("cpu")();
+    py::array raw = py::array::ensure(held);
     const char kind = raw ? raw.dtype().kind() : 'O';
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(name) + ": expected an array of real numbers" + or_none + ", got " +
-                             (raw ? "dtype " + std::string(py::str(raw.dtype()))
-                                  : std::string(py::str(py::type::of(obj).attr("__name__")))));
+                             (obj.is_none() ? std::string("None")
+                              : raw         ? "dtype " + std::string(py::str(raw.dtype()))
+                                            : std::string(py::str(py::type::of(obj).attr("__name__")))));
     return Arr<T>::ensure(raw);
 }
 

@@ -541,3 +541,11 @@ def test_trainer_refuses_a_batch_first_model():
     model = rnnext.RNN(task.num_bits + 1, 8, task.num_bits, batch_first=True)
     with pytest.raises(ValueError, match="time-major .* got a batch_first=True model"):
         rnnext.Trainer(task, model, rnnext.optim.Adam(model))
+
+
+def test_step_reads_tensors_that_require_grad_and_names_none(rng):
+    rnn = rnnext.RNN(3, 4, dtype="float64", seed=0)
+    x = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(rnn.step(t(x, True), t(np.zeros((1, 2, 4)), True))[1], rnn.step(x, np.zeros((1, 2, 4)))[1])
+    with pytest.raises(TypeError, match="x: expected an array of real numbers, got None"):
+        rnn.step(None)
