@@ -550,3 +550,15 @@ def test_step_reads_tensors_that_require_grad_and_names_none(rng):
     np.testing.assert_array_equal(rnn.step(t(x, True), t(np.zeros((1, 2, 4)), True))[1], rnn.step(x, np.zeros((1, 2, 4)))[1])
     with pytest.raises(TypeError, match="x: expected an array of real numbers, got None"):
         rnn.step(None)
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "sigmoid_cross_entropy", "mse"])
+def test_losses_read_tensors_that_require_grad(rng, loss):
+    z = rng.standard_normal((3, 2, 4))
+    targets = rng.integers(0, 4, (3, 2)) if loss == "softmax_cross_entropy" else rng.random((3, 2, 4))
+    mask = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    f = getattr(rnnext.losses, loss)
+    want = f(z, targets, mask)
+    got = f(t(z, True), torch.from_numpy(targets), t(mask, True))
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
