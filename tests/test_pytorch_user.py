@@ -433,7 +433,8 @@ def _mypy(tmp_path, source, *flags, follow_torch=False):
     # (about 30 s to analyse) only where they matter, else they read as Any.
     config = tmp_path / "mypy.ini"
     skip = "" if follow_torch else "[mypy-torch.*]\nfollow_imports = skip\n[mypy-keras.*]\nfollow_imports = skip\n"
-    config.write_text("[mypy]\n" + skip)
+    untyped = "[mypy-onnxruntime.*]\nignore_missing_imports = True\n"  # it ships no types
+    config.write_text("[mypy]\n" + skip + untyped)
     cmd = [sys.executable, "-m", "mypy", "--config-file", str(config), "--cache-dir", str(tmp_path / "cache"), *flags]
     return subprocess.run(cmd + [str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
@@ -562,3 +563,13 @@ def test_losses_read_tensors_that_require_grad(rng, loss):
     got = f(t(z, True), torch.from_numpy(targets), t(mask, True))
     assert got[0] == pytest.approx(want[0], rel=1e-12)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+
+
+def test_onnx_export_of_a_batch_first_model_is_refused_not_misread(tmp_path):
+    pytest.importorskip("onnx")
+    rnn = rnnext.RNN(3, 4, 2, batch_first=True)
+    with pytest.raises(ValueError, match="to_onnx: the exported graph is time-major .* batch_first=True"):
+        rnn.to_onnx(tmp_path / "m.onnx")
+    twin_ = rnnext.RNN(**{**rnn.config, "batch_first": False})
+    twin_.flat_params[...] = rnn.flat_params  # the way the message shows
+    twin_.to_onnx(tmp_path / "m.onnx")

@@ -569,6 +569,11 @@ class RNN:
         ``onnx`` package; see docs/interop.md for the graph and onnxruntime."""
         from . import _onnx
 
+        if self.batch_first:  # the graph is time-major: (B, T, I) input would be misread silently
+            raise ValueError(
+                "to_onnx: the exported graph is time-major (T, B, ...); got a batch_first=True model. Export a "
+                "time-major twin: t = RNN(**{**rnn.config, 'batch_first': False}); t.flat_params[...] = rnn.flat_params"
+            )
         _onnx.export(self, path, with_lengths=with_lengths, with_h0=with_h0, opset=opset)
 
     # ------------------------------------------- copies, files, PyTorch and Keras names
