@@ -58,6 +58,8 @@ class Trainer:
             raise TypeError(f"optimizer: expected an rnnext.optim optimizer, got {type(optimizer).__name__}")
         if optimizer.model is not model:
             raise ValueError("optimizer: it updates a different model than the one given")
+        if model.batch_first:  # it would read (T, B, ...) batches as (B, T, ...) without a word
+            raise ValueError("model: the tasks feed time-major (T, B, ...) batches; got a batch_first=True model")
         if dist is not None and not isinstance(dist, Distributed):
             raise TypeError(f"dist: expected an rnnext.distributed.Distributed or None, got {type(dist).__name__}")
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
