@@ -97,7 +97,7 @@ def test_a_two_rank_checkpoint_resumes_exactly(tmp_path):
     with open(os.__file__, encoding="utf-8") as f:
         text.write_text(f.read(), encoding="utf-8")
     common = ["-m", "rnnext", "train", "--task", "charlm", "--data", str(text), "--hidden", "24", "--batch", "4",
-              "--bptt", "16", "--eval-every", "10", "--quiet"]
+              "--bptt", "16", "--eval-every", "10", "--quiet", "--schedule", "cosine", "--schedule-steps", "20"]
     py = sys.executable
     whole, part = tmp_path / "whole.npz", tmp_path / "part.npz"
     out = ok(run([py, *common, "--steps", "20", "--save", str(whole)], ranks=2)).stdout

@@ -166,6 +166,7 @@ class Distributed:
             raise TypeError(f"task: data-parallel training needs a task with shard(rank, size, allreduce); "
                             f"{type(task).__name__} has none")
         self.synchronize_model(trainer.model, trainer.optimizer, clip=trainer.clip, eval_every=trainer.eval_every,
+                               validations=getattr(trainer, "validations", None),
                                task={"name": task.name, "config": task.config(), "meta": task.meta()})
         task.load_state_dict(self.comm.bcast(task.state_dict(), root=0))
         trainer.load_state_dict(self.comm.bcast(trainer.state_dict(), root=0))
