@@ -414,8 +414,8 @@ class Sentiment(_GeneratedTask):
         last = self.heldout["lengths"] - 1
         cols = np.arange(out.shape[1])
         pred = out[last, cols].argmax(axis=-1)
-        return self._mean_over_ranks({"loss": loss, "metric": float(np.mean(pred == self.heldout["target"][last, cols]))},
-                                     out.shape[1])
+        right = float(np.mean(pred == self.heldout["target"][last, cols]))
+        return self._mean_over_ranks({"loss": loss, "metric": right}, out.shape[1])
 
     def format_metric(self, value: float) -> str:
         return f"held-out accuracy: {100 * value:.2f}% ({self.heldout_size} sequences, chance 50%)"
