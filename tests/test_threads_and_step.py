@@ -8,16 +8,20 @@ general NumPy path of the loss. No timings are asserted here; see bench/.
 
 import multiprocessing
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import assert_close, assert_grads_match_torch, torch_run
+from reference import backward as ref_backward
 from reference import forward as ref_forward
 
 import rnnext
 from rnnext.losses import softmax_cross_entropy
 
-torch = pytest.importorskip("torch")
-from test_torch_parity import assert_close, torch_run  # noqa: E402
+TOL64 = 1e-10  # float64 against float64 references
 
 
 @pytest.fixture
@@ -54,7 +58,7 @@ BIG = [
 
 
 @pytest.mark.parametrize("case", BIG)
-def test_big_shapes_match_torch_with_threads(case, threads):
+def test_big_shapes_match_torch_with_threads(case, threads, torch):
     T, B, I, H, O, L, bidir, act, with_lengths = case
     rnnext.set_num_threads(2)
     rng = np.random.default_rng(T * B)
@@ -72,21 +76,12 @@ def test_big_shapes_match_torch_with_threads(case, threads):
     got = run_all(rnn, x, h0_in, gy, gh_in, lengths)
 
     xt, ht, yt, hnt = torch_run(rnn_t, lin_t, x, h0, lengths)
-    assert_close(got["y"], yt.detach().numpy(), "float64", "y")
-    assert_close(got["h_n"], hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), "float64", "h_n")
+    assert_close(got["y"], yt.detach().numpy(), TOL64, "y")
+    assert_close(got["h_n"], hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), TOL64, "h_n")
     ((yt * torch.tensor(gy)).sum() + (hnt * torch.tensor(gh)).sum()).backward()
-    assert_close(got["dx"], xt.grad.numpy(), "float64", "dx")
-    assert_close(got["dh0"], ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), "float64", "dh0")
-    for l in range(L):
-        for d in range(2 if bidir else 1):
-            t, r = f"_l{l}" + ("_reverse" if d else ""), (f"_l{l}" if l else "") + ("_reverse" if d else "")
-            W_x, W_h = rnn.grads["W_x" + r], rnn.grads["W_h" + r]
-            assert_close(W_x, getattr(rnn_t, "weight_ih" + t).grad.numpy().T, "float64", "W_x" + r)
-            assert_close(W_h, getattr(rnn_t, "weight_hh" + t).grad.numpy().T, "float64", "W_h" + r)
-            assert_close(rnn.grads["b_h" + r], getattr(rnn_t, "bias_hh" + t).grad.numpy(), "float64", "b_h" + r)
-    if O:
-        assert_close(rnn.grads["W_y"], lin_t.weight.grad.numpy().T, "float64", "W_y")
-        assert_close(rnn.grads["b_y"], lin_t.bias.grad.numpy(), "float64", "b_y")
+    assert_close(got["dx"], xt.grad.numpy(), TOL64, "dx")
+    assert_close(got["dh0"], ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), TOL64, "dh0")
+    assert_grads_match_torch(rnn, rnn_t, lin_t, TOL64)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -328,7 +323,9 @@ def test_reference_agrees_on_a_threaded_shape(threads):
     np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-12, atol=1e-12)
 
 
-# ------------------------------------------------- kernels for other instruction sets
+# ------------------------------------------------- kernels for every instruction set
+# One model per dtype in a child process (the kernel is picked once per process): forward,
+# backward and step() on a shape past the GEMM blocking sizes, saved with the parameters.
 CHILD = """
 import sys, numpy as np, rnnext
 from rnnext import _core
@@ -336,40 +333,82 @@ out = {"isa": np.array(_core.gemm_isa())}
 for dtype in ("float32", "float64"):
     rnn = rnnext.RNN(17, 130, 70, num_layers=2, bidirectional=True, dtype=dtype, seed=11)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((21, 25, 17))
-    y, h = rnn(x, lengths=rng.integers(1, 22, 25))
-    rnn.backward(rng.standard_normal(y.shape))
-    out["y_" + dtype], out["g_" + dtype] = y, rnn.flat_grads.copy()
+    x = rng.standard_normal((21, 25, 17)).astype(dtype)
+    lengths = rng.integers(1, 22, 25)
+    y, h_n = rnn(x, lengths=lengths)
+    gy, gh = rng.standard_normal(y.shape).astype(dtype), rng.standard_normal(h_n.shape).astype(dtype)
+    dx, dh0 = rnn.backward(gy, gh)
+    for k, v in dict(x=x, lengths=lengths, y=y, h_n=h_n, gy=gy, gh=gh, dx=dx, dh0=dh0).items():
+        out[dtype + "/" + k] = v
+    for k, v in rnn.params.items():
+        out[dtype + "/param/" + k], out[dtype + "/grad/" + k] = v, rnn.grads[k]
     uni = rnnext.RNN(17, 130, 70, dtype=dtype, seed=12)
-    out["s_" + dtype] = uni.step(x[0], None)[0]
+    h, steps = None, []
+    for t in range(3):
+        y_t, h = uni.step(x[t], h)
+        steps.append(y_t)
+    out[dtype + "/step_y"] = np.stack(steps)
+    for k, v in uni.params.items():
+        out[dtype + "/step_param/" + k] = v
 np.savez(sys.argv[1], **out)
 """
 
 
-@pytest.mark.parametrize("isa", ["avx2", "generic"])
-def test_other_instruction_sets_give_the_same_results(isa, tmp_path):
-    """Builds for x86-64 carry AVX-512, AVX2 and baseline kernels and pick one from the
-    CPU; RNNEXT_GEMM_ISA asks for a lesser one, so every kernel runs here."""
-    import subprocess
-    import sys
+def cpu_flags():
+    """The x86 feature flags of /proc/cpuinfo (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
-    if rnnext._core.gemm_isa() == "generic":
-        pytest.skip("only the baseline kernels are built for this CPU")
-    results = {}
-    for name, env_isa in (("default", None), (isa, isa)):
-        env = dict(os.environ)
-        env.pop("RNNEXT_GEMM_ISA", None)
-        if env_isa:
-            env["RNNEXT_GEMM_ISA"] = env_isa
-        path = tmp_path / f"{name}.npz"
-        subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, check=True, timeout=300)
-        results[name] = dict(np.load(path))
-    if str(results[isa]["isa"]) != isa:
-        pytest.skip(f"this CPU cannot run the {isa} kernels")
-    assert str(results["default"]["isa"]) != isa
-    for key, want in results["default"].items():
-        if key == "isa":
-            continue
-        tol = 1e-12 if key.endswith("float64") else 2e-5
-        scale = max(1.0, float(np.max(np.abs(want))))
-        np.testing.assert_allclose(results[isa][key], want, rtol=tol, atol=tol * scale, err_msg=key)
+
+def best_kernel(flags):
+    """The kernel the engine should pick on a CPU with these flags (x86-64 builds)."""
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= flags else "generic"
+
+
+def run_kernel(isa, path):
+    env = dict(os.environ)
+    env.pop("RNNEXT_GEMM_ISA", None)
+    if isa != "default":
+        env["RNNEXT_GEMM_ISA"] = isa
+    subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, check=True, timeout=300)
+    with np.load(path) as f:
+        return dict(f)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "generic"])
+def test_every_kernel_gives_the_reference_results(isa, tmp_path):
+    """Builds for x86-64 carry AVX-512 (or the host's best), AVX2 and baseline kernels and
+    pick one from the CPU; RNNEXT_GEMM_ISA=avx2|generic asks for a lesser one. Each kernel
+    this CPU can run gives the NumPy reference's outputs, gradients and step() outputs,
+    whichever of them is the default."""
+    got = run_kernel(isa, tmp_path / "out.npz")
+    ran = str(got["isa"])
+    flags = cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if x86 and flags:  # the dispatch: the best kernel, or the one asked for when the CPU has it
+        best = best_kernel(flags)
+        order = ["generic", "avx2", "avx512"]
+        want = best if isa == "default" else min(isa, best, key=order.index)
+        assert ran == want, f"RNNEXT_GEMM_ISA={isa} on a CPU whose best kernel is {best} ran {ran}"
+    else:
+        assert ran == "generic"  # one baseline kernel (NEON, SSE2...) on other machines
+    for dtype in ("float32", "float64"):
+        tol = 1e-12 if dtype == "float64" else 2e-5  # seen: 1.3e-15 and 5.3e-7
+        g = {k.split("/", 1)[1]: v for k, v in got.items() if k.startswith(dtype + "/")}
+        params = {k[6:]: v for k, v in g.items() if k.startswith("param/")}
+        cfg = dict(num_layers=2, hidden_size=130, bidirectional=True, nonlinearity="tanh", output_size=70)
+        y, h_n = ref_forward(params, cfg, g["x"], lengths=g["lengths"])
+        grads, dx, dh0 = ref_backward(params, cfg, g["x"], g["gy"], g["gh"], lengths=g["lengths"])
+        want = dict(y=y, h_n=h_n, dx=dx, dh0=dh0, **{"grad/" + k: v for k, v in grads.items()})
+        uni = {k[11:]: v for k, v in g.items() if k.startswith("step_param/")}
+        want["step_y"] = ref_forward(uni, dict(cfg, num_layers=1, bidirectional=False), g["x"][:3])[0]
+        for key, w in want.items():
+            assert_close(g[key], w, tol, f"{ran} kernel, {dtype}, {key}")
