@@ -5,8 +5,6 @@ import pytest
 
 from rnnext import losses
 
-torch = pytest.importorskip("torch")
-
 
 @pytest.fixture
 def data(rng):
@@ -21,6 +19,8 @@ def data(rng):
 
 
 def torch_grad(fn, z):
+    import torch
+
     zt = torch.tensor(z, requires_grad=True)
     out = fn(zt)
     out.backward()
@@ -28,7 +28,7 @@ def torch_grad(fn, z):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_softmax_cross_entropy_matches_torch(data, reduction):
+def test_softmax_cross_entropy_matches_torch(torch, data, reduction):
     z, ids, m = data["z"], data["ids"], data["mask"]
     loss, g = losses.softmax_cross_entropy(z, ids, mask=m, reduction=reduction)
 
@@ -42,7 +42,7 @@ def test_softmax_cross_entropy_matches_torch(data, reduction):
     np.testing.assert_allclose(g, ref_g, rtol=1e-10, atol=1e-14)
 
 
-def test_softmax_cross_entropy_with_probabilities(data):
+def test_softmax_cross_entropy_with_probabilities(torch, data):
     z = data["z"]
     q = np.exp(data["real"])
     q /= q.sum(-1, keepdims=True)
@@ -55,7 +55,7 @@ def test_softmax_cross_entropy_with_probabilities(data):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_sigmoid_cross_entropy_matches_torch(data, reduction):
+def test_sigmoid_cross_entropy_matches_torch(torch, data, reduction):
     z, y, m = data["z"], data["bits"], data["mask"]
     loss, g = losses.sigmoid_cross_entropy(z, y, mask=m, reduction=reduction)
     w = torch.tensor(np.broadcast_to(m[..., None], z.shape).copy())
@@ -79,7 +79,7 @@ def test_sigmoid_positive_only_is_the_notes_loss(data):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_mse_matches_torch(data, reduction):
+def test_mse_matches_torch(torch, data, reduction):
     z, t, m = data["z"], data["real"], data["mask"]
     loss, g = losses.mse(z, t, mask=m, reduction=reduction)
     w = torch.tensor(np.broadcast_to(m[..., None], z.shape).copy())
