@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -221,23 +222,51 @@ def test_one_model_shared_by_two_threads_stays_correct():
     assert not failures
 
 
-def test_the_gil_is_released_during_compute():
-    """While one long forward runs in a thread, the main thread keeps running Python."""
-    rnn = rnnext.RNN(64, 256, dtype="float64", seed=0)
-    x = np.random.default_rng(0).standard_normal((3000, 4, 64))
-    started, finished = threading.Event(), threading.Event()
-    ticks = 0
+def _long_call(kind, H):
+    """A forward, or a backward, of an engine with H hidden units on 1000 steps."""
+    rnn = rnnext.RNN(64, H, dtype="float64", seed=0)
+    x = np.random.default_rng(0).standard_normal((1000, 4, 64))
+    if kind == "forward":
+        return lambda: rnn(x)
+    y, _ = rnn(x)
+    g = np.ones_like(y)
+    return lambda: rnn.backward(g)
 
-    def work():
-        started.set()
-        rnn(x)
-        rnn(x)
-        finished.set()
 
-    t = threading.Thread(target=work)
-    t.start()
-    started.wait()
-    while not finished.is_set():
-        ticks += 1
-    t.join()
-    assert ticks > 1000
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+def test_the_gil_is_released_during_compute(kind, monkeypatch):
+    """A Python thread keeps making progress in the middle of a C++ call of 200 ms or more.
+
+    With the GIL held, the thread could run only in the call's Python prologue and epilogue
+    (well under a millisecond, plus one 5 ms switch interval), never in the middle half."""
+    before = rnnext.get_num_threads()
+    rnnext.set_num_threads(1)  # leave the other core to the counting thread
+    try:
+        H, took = 64, 0.0
+        while took < 0.25:  # size the call so that it lasts 250 ms or more on this machine
+            H *= 2
+            call = _long_call(kind, H)
+            call()  # the first call allocates the workspaces
+            t0 = time.perf_counter()
+            call()
+            took = time.perf_counter() - t0
+        ticks, stop = [], threading.Event()
+
+        def count():
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+                time.sleep(0.001)  # about a thousand ticks a second
+
+        counter = threading.Thread(target=count)
+        counter.start()
+        time.sleep(0.02)
+        t0 = time.perf_counter()
+        call()
+        t1 = time.perf_counter()
+        stop.set()
+        counter.join()
+    finally:
+        rnnext.set_num_threads(before)
+    lo, hi = t0 + (t1 - t0) / 4, t1 - (t1 - t0) / 4
+    middle = [t for t in ticks if lo <= t <= hi]
+    assert middle, f"no progress of a Python thread during the middle {hi - lo:.3f} s of a {kind} call"
