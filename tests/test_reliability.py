@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import backward as ref_backward
 from reference import forward as ref_forward
 
 import rnnext
@@ -170,48 +171,82 @@ def test_nan_and_inf_propagate_as_in_numpy():
 
 
 # --------------------------------------------------------------------------- threads
-def test_two_models_in_two_threads_equal_sequential_use():
-    rng = np.random.default_rng(0)
-    xs = [rng.standard_normal((50, 8, 16)) for _ in range(2)]
-    models = [rnnext.RNN(16, 64, 4, dtype="float64", seed=i) for i in range(2)]
-    expected = []
-    for m, x in zip(models, xs):
-        y, _ = m(x)
-        m.zero_grad()
-        m.backward(np.ones_like(y))
-        expected.append((y, m.flat_grads.copy()))
-    results = [None, None]
+# Shapes that reach the thread pool (cpp/kernels.hpp plan_recurrence, cpp/gemm.hpp
+# kParallelMinFma = 2^22 multiply-adds): with 2 threads the first model's recurrence
+# (B H^2 T = 26M >= 4 * 2^22) is split by batch rows, the second's (W_h of 1.3 MB) by columns
+# of W_h in a team that needs the whole pool; their W_y products and dW_h sums are split too.
+# Run at once from two Python threads, one of them often finds the pool busy and falls back
+# to one thread.
+POOL_MODELS = [dict(T=40, B=8, I=16, H=256, O=64), dict(T=40, B=4, I=16, H=400, O=64)]
+
+
+def _pool_model(i):
+    c = POOL_MODELS[i]
+    rnn = rnnext.RNN(c["I"], c["H"], c["O"], dtype="float64", seed=i)
+    rng = np.random.default_rng(10 + i)
+    x, g = rng.standard_normal((c["T"], c["B"], c["I"])), rng.standard_normal((c["T"], c["B"], c["O"]))
+    return rnn, x, g
+
+
+def _forward_backward(rnn, x, g):
+    y, h_n = rnn(x)
+    rnn.zero_grad()
+    dx, _ = rnn.backward(g)
+    return y, h_n, dx, rnn.flat_grads.copy()
+
+
+@pytest.fixture
+def two_threads():
+    before = rnnext.get_num_threads()
+    rnnext.set_num_threads(2)
+    yield
+    rnnext.set_num_threads(before)
+
+
+def test_two_models_in_two_threads_equal_single_threaded_use(two_threads):
+    models = [_pool_model(i) for i in range(2)]
+    rnnext.set_num_threads(1)
+    expected = [_forward_backward(*m) for m in models]
+    for (rnn, x, g), (y, h_n, dx, grads) in zip(models, expected):  # single-threaded = reference
+        y_ref, h_ref = ref_forward(rnn.params, rnn.config, x)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-10, atol=1e-10)
+        grads_ref, dx_ref, _ = ref_backward(rnn.params, rnn.config, x, g)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10)
+        for name, want in grads_ref.items():
+            np.testing.assert_allclose(rnn.grads[name], want, rtol=1e-10, atol=1e-9, err_msg=name)
+    rnnext.set_num_threads(2)
+    results = [[], []]
+    start = threading.Barrier(2)
 
     def work(i):
-        m = models[i]
-        for _ in range(20):
-            y, _ = m(xs[i])
-            m.zero_grad()
-            m.backward(np.ones_like(y))
-        results[i] = (y, m.flat_grads.copy())
+        start.wait()
+        for _ in range(15):
+            results[i].append(_forward_backward(*models[i]))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for (y, g), (ey, eg) in zip(results, expected):
-        np.testing.assert_array_equal(y, ey)
-        np.testing.assert_array_equal(g, eg)
+    for i in range(2):
+        assert len(results[i]) == 15
+        for run in results[i]:
+            for got, want, what in zip(run, expected[i], ("y", "h_n", "dx", "grads")):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"model {i}, {what}")
 
 
-def test_one_model_shared_by_two_threads_stays_correct():
+def test_one_model_shared_by_two_threads_stays_correct(two_threads):
     """Calls on one model are serialised by its lock: each forward sees its own input."""
-    rng = np.random.default_rng(1)
-    rnn = rnnext.RNN(4, 32, 3, dtype="float64", seed=0)
-    xs = [rng.standard_normal((40, 4, 4)) for _ in range(2)]
-    expected = [rnn(x)[0] for x in xs]
+    rnn, x, _ = _pool_model(1)
+    xs = [x, np.random.default_rng(7).standard_normal(x.shape)]
+    expected = [ref_forward(rnn.params, rnn.config, x)[0] for x in xs]
     failures = []
 
     def work(i):
-        for _ in range(50):
+        for _ in range(15):
             y, _ = rnn(xs[i])
-            if not np.array_equal(y, expected[i]):
+            if not np.allclose(y, expected[i], rtol=1e-10, atol=1e-10):
                 failures.append(i)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
