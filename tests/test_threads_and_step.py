@@ -1,9 +1,9 @@
 """The engine's fast paths: thread count, shapes past the GEMM blocking sizes, the
 streaming step(), backward without dx, the one-pass softmax cross-entropy.
 
-References are independent: PyTorch (float64), the NumPy reference of tests/reference.py,
-forward() itself for step() (a different code path: packed GEMMs over all steps), and the
-general NumPy path of the loss. No timings are asserted here; see bench/.
+References are independent of the engine: PyTorch (float64) and the NumPy reference of
+tests/reference.py (forward, BPTT, softmax cross-entropy); forward() is compared with step()
+and one thread count with another only on top of that. No timings are asserted here; see bench/.
 """
 
 import multiprocessing
@@ -17,6 +17,7 @@ import pytest
 from conftest import assert_close, assert_grads_match_torch, torch_run
 from reference import backward as ref_backward
 from reference import forward as ref_forward
+from reference import softmax_cross_entropy as ref_softmax_cross_entropy
 
 import rnnext
 from rnnext.losses import softmax_cross_entropy
@@ -110,6 +111,19 @@ def test_thread_count_changes_nothing_but_rounding(case, dtype, threads):
     again = run_all(rnn, x, h0_in, gy, gh_in, lengths)
     for key, want in results[-1].items():
         np.testing.assert_array_equal(again[key], want, err_msg=key)
+    # One thread against the NumPy reference: a bug shared by every thread count shows here.
+    params = {k: v.astype(np.float64) for k, v in rnn.params.items()}
+    h0_ref = h0.astype(np.float64)
+    y_ref, h_ref = ref_forward(params, rnn.config, x, h0_ref, lengths)
+    grads_ref, dx_ref, dh0_ref = ref_backward(params, rnn.config, x, gy, gh, h0_ref, lengths)
+    ref_tol = TOL64 if dtype == "float64" else 2e-5  # float32: seen up to 6.7e-7
+    one = results[0]
+    for key, want in (("y", y_ref), ("h_n", h_ref), ("dx", dx_ref), ("dh0", dh0_ref)):
+        assert_close(one[key], want.reshape(one[key].shape), ref_tol, key)
+    rnnext.set_num_threads(1)
+    run_all(rnn, x, h0_in, gy, gh_in, lengths)
+    for name, want in grads_ref.items():
+        assert_close(rnn.grads[name], want, ref_tol, name)
 
 
 def test_float32_past_the_float_column_block_matches_float64():
@@ -181,10 +195,13 @@ def test_steps_give_forward(kwargs):
     else:
         x = rng.standard_normal((T, B, rnn.input_size))
     y_want, h_want = rnn(x)  # initial state: learned h0 or zeros
+    y_ref, h_ref = ref_forward(rnn.params, rnn.config, x)
     h = None
     for t in range(T):
         y_t, h = rnn.step(x[t], h)
+        np.testing.assert_allclose(y_t, y_ref[t], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_ref.reshape(h.shape), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
 
 
@@ -193,15 +210,15 @@ def test_step_unbatched_and_given_state():
     rnn = rnnext.RNN(3, 6, 2, num_layers=3, dtype="float64", seed=0)
     x = rng.standard_normal((4, 3))
     h0 = rng.standard_normal((3, 6))
-    y_want, h_want = rnn(x, h0)
+    y_want, h_want = ref_forward(rnn.params, rnn.config, x[:, None], h0[:, None])
     h = h0.copy()
     for t in range(4):
         y_t, h_next = rnn.step(x[t], h)
         assert y_t.shape == (2,) and h_next.shape == (3, 6)
         assert h_next is not h
         h = h_next
-        np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y_t, y_want[t, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_want[:, 0], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(h0, h0.copy())  # the given state is not written
 
 
@@ -274,18 +291,21 @@ def test_backward_without_dx_gives_the_same_gradients():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("C", [1, 7, 16, 33, 2000])
-def test_softmax_loss_fast_path_equals_general_path(dtype, reduction, C):
-    """Without a mask the loss runs in C++; an all-ones mask takes the NumPy path."""
+def test_softmax_loss_fast_and_general_paths_give_the_reference(dtype, reduction, C):
+    """Without a mask the loss runs in C++; an all-ones mask takes the NumPy path; both
+    against tests/reference.py."""
     rng = np.random.default_rng(C)
     z = (3 * rng.standard_normal((5, 4, C))).astype(dtype)[:, 1:]  # not contiguous
     t = rng.integers(0, C, (5, 3)).astype(np.uint8 if C < 256 else np.int64)
     loss, grad = softmax_cross_entropy(z, t, reduction=reduction)
-    want_loss, want_grad = softmax_cross_entropy(z, t, mask=np.ones((5, 3)), reduction=reduction)
-    assert grad.dtype == want_grad.dtype == np.dtype(dtype)
+    general_loss, general_grad = softmax_cross_entropy(z, t, mask=np.ones((5, 3)), reduction=reduction)
+    want_loss, want_grad = ref_softmax_cross_entropy(z, t, reduction=reduction)
+    assert grad.dtype == general_grad.dtype == np.dtype(dtype)
     assert grad.shape == z.shape
     tol = 1e-12 if dtype == "float64" else 2e-6
-    assert loss == pytest.approx(want_loss, rel=tol, abs=tol)
-    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol)
+    for got_loss, got_grad in ((loss, grad), (general_loss, general_grad)):
+        assert got_loss == pytest.approx(want_loss, rel=tol, abs=tol)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=tol, atol=tol)
 
 
 def test_softmax_loss_fast_path_names_a_bad_id():
