@@ -2,6 +2,8 @@
 never a crash. Cases that reach C++ with bad input run in a subprocess, so a segfault fails
 that case instead of killing the suite."""
 
+import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +18,26 @@ from reference import backward as ref_backward
 from reference import forward as ref_forward
 
 import rnnext
+
+
+
+def machine_memory():
+    """Bytes of RAM, from /proc/meminfo (Linux) or sysconf."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# Sizes needing about twice this machine's memory: RNN(1, H) keeps 2 H^2 float32 values
+# (parameters and gradients); a forward of (N, N, 3) on RNN(3, 4, 2) keeps 2 N^2 (3 + 4)
+# float32 values.
+H_OVER_MEMORY = math.isqrt(machine_memory() // 4) + 1
+N_OVER_MEMORY = math.isqrt(machine_memory() // 28) + 1
 
 # (label, setup + statement, exception name, text the message must contain)
 BAD_INPUTS = [
@@ -45,8 +67,9 @@ BAD_INPUTS = [
     ("ctor bool size", "rnnext.RNN(True, 3)", "TypeError", "input_size: expected an int"),
     ("ctor unknown option", "rnnext.RNN(2, 3, hiden=3)", "TypeError", "hiden"),
     ("ctor huge", "rnnext.RNN(10**9, 10**9)", "MemoryError", "more than this machine"),
-    ("ctor over memory", "rnnext.RNN(1, 90000)", "MemoryError", "more than this machine"),
-    ("forward over memory", "r(np.broadcast_to(np.float32(0), (10**5, 10**5, 3)))", "MemoryError", "T=100000, B=100000"),
+    ("ctor over memory", f"rnnext.RNN(1, {H_OVER_MEMORY})", "MemoryError", "more than this machine"),
+    ("forward over memory", f"r(np.broadcast_to(np.float32(0), ({N_OVER_MEMORY}, {N_OVER_MEMORY}, 3)))", "MemoryError",
+     f"T={N_OVER_MEMORY}, B={N_OVER_MEMORY}"),
     ("reset done not bool", "r.reset_state(np.zeros((2, 4)), [1, 0])", "TypeError", "done: expected a boolean array"),
     ("clip bad max_norm", "rnnext.optim.clip_grad_norm(r, -1)", "ValueError", "max_norm"),
     ("sgd bad lr", "rnnext.optim.SGD(r, lr=0)", "ValueError", "lr"),

@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -43,10 +46,19 @@ def test_fit_records_history_and_validates():
 
 
 def test_fit_stops_on_the_time_budget():
-    task = tasks.Sentiment(batch_size=8, heldout_size=20)
-    trainer = make_run(task, eval_every=10**6)
-    trainer.fit(steps=10**9, minutes=0.002, progress=False)  # 0.12 s
-    assert 0 < trainer.step < 10**9
+    """In a child process with a timeout: a budget ignored would fail here, not hang."""
+    code = textwrap.dedent("""
+        from rnnext import optim, tasks
+        from rnnext.training import Trainer
+        task = tasks.Sentiment(batch_size=8, heldout_size=20)
+        model = task.build_model(16, 1, seed=0)
+        trainer = Trainer(task, model, optim.Adam(model, lr=3e-3), clip=1.0, eval_every=10**6)
+        trainer.fit(steps=10**9, minutes=0.002, progress=False)  # 0.12 s
+        print(trainer.step)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 0 < int(done.stdout) < 10**9
 
 
 def test_fit_progress_bar_and_plain_lines(capsys):
