@@ -109,12 +109,13 @@ def torch_run(rnn_t, lin_t, x, h0, lengths=None):
 
 def assert_grads_match_torch(rnn, rnn_t, lin_t, tol):
     """Every cell's W_x, W_h, b_h gradient (and W_y, b_y) against the torch modules' .grad
-    (rnnext's single bias b_h gets bias_hh's gradient, which equals bias_ih's)."""
+    (rnnext's single bias b_h stands for both of PyTorch's, which get the same gradient)."""
     for l, d in cells(rnn.num_layers, rnn.bidirectional):
         r, t = suffix(l, d), torch_suffix(l, d)
         assert_close(rnn.grads["W_x" + r], getattr(rnn_t, "weight_ih" + t).grad.numpy().T, tol, "W_x" + r)
         assert_close(rnn.grads["W_h" + r], getattr(rnn_t, "weight_hh" + t).grad.numpy().T, tol, "W_h" + r)
-        assert_close(rnn.grads["b_h" + r], getattr(rnn_t, "bias_hh" + t).grad.numpy(), tol, "b_h" + r)
+        for bias in ("bias_ih", "bias_hh"):
+            assert_close(rnn.grads["b_h" + r], getattr(rnn_t, bias + t).grad.numpy(), tol, f"b_h{r} vs {bias}{t}")
     if lin_t is not None:
         assert_close(rnn.grads["W_y"], lin_t.weight.grad.numpy().T, tol, "W_y")
         assert_close(rnn.grads["b_y"], lin_t.bias.grad.numpy(), tol, "b_y")

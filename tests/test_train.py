@@ -17,12 +17,9 @@ from rnnext.training import Trainer
 
 
 @pytest.fixture
-def text_path(tmp_path):
-    rng = np.random.default_rng(0)
+def text_path(write_corpus):
     words = ["for ", "i ", "in ", "range(n):\n", "    x ", "+= ", "1\n", "def ", "f(x):\n", "return "]
-    path = tmp_path / "code.txt"
-    path.write_text("".join(rng.choice(words, size=2500)), encoding="utf-8")
-    return str(path)
+    return write_corpus(words, 2500, "code.txt")[0]
 
 
 def make_run(task, hidden=16, opt="adam", lr=3e-3, schedule_steps=None, eval_every=5, seed=0, layers=1):
