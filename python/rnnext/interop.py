@@ -68,8 +68,9 @@ class Param(NamedTuple):
 
     def keras(self) -> str:
         k = KINDS[self.kind]
-        where = f", layer {self.layer} {'backward' if self.direction else 'forward'}" if self.kind in CELL_KINDS else ""
-        return f"{k.keras}{where}"
+        if self.kind not in CELL_KINDS:
+            return str(k.keras)
+        return f"{k.keras}, layer {self.layer} {'backward' if self.direction else 'forward'}"
 
 
 def table(config: Mapping[str, Any]) -> List[Param]:
@@ -200,6 +201,34 @@ def load_state_dict(
     for pname, value in new.items():
         model.params[pname][...] = value
     return IncompatibleKeys(missing, unexpected)
+
+
+# ---------------------------------------------------------------------- ONNX tensors
+def onnx_view(model: Any, name: str) -> np.ndarray:
+    """Parameter ``name`` in ONNX's layout (a view: writing to it sets the parameter).
+    E, h0, W_y and b_y are as in rnnext; cells go through :func:`onnx_rnn_tensors`."""
+    p = model.params[name]
+    return p.T if KINDS[next(q.kind for q in table(model.config) if q.name == name)].onnx_T else p
+
+
+def _onnx_cell(model: Any, layer: int, kind: str, direction: int) -> np.ndarray:
+    return onnx_view(model, kind + suffix(layer, direction))
+
+
+def onnx_rnn_tensors(model: Any, layer: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs ``W`` (D, H, in), ``R`` (D, H, H), ``B`` (D, 2H) of layer ``layer``'s ONNX
+    ``RNN`` node: per direction W_x.T, W_h.T and [b_h, 0] (new arrays)."""
+    D = model.num_directions
+    W, R, b = (np.stack([_onnx_cell(model, layer, k, d) for d in range(D)]) for k in CELL_KINDS)
+    return W, R, np.concatenate([b, np.zeros_like(b)], axis=1)
+
+
+def set_onnx_rnn_tensors(model: Any, layer: int, W: np.ndarray, R: np.ndarray, B: np.ndarray) -> None:
+    """The inverse of :func:`onnx_rnn_tensors`; b_h = Wb + Rb. Shapes are the caller's to check."""
+    H = model.hidden_size
+    for d in range(model.num_directions):
+        for kind, value in zip(CELL_KINDS, (W[d], R[d], B[d, :H] + B[d, H:])):
+            _onnx_cell(model, layer, kind, d)[...] = value
 
 
 # ------------------------------------------------------------------ PyTorch modules

@@ -411,6 +411,16 @@ class RNN:
         """``(torch.nn.RNN, torch.nn.Linear or None)`` holding this model's parameters."""
         return interop.to_torch(self)
 
+    def to_onnx(
+        self, path: serialization.PathLike, *, with_lengths: bool = False, with_h0: bool = False, opset: int = 14
+    ) -> None:
+        """Write an ONNX model computing ``forward``: inputs ``x`` (and ``lengths`` (B,) int32,
+        ``h0`` in forward's shape), outputs ``y`` and ``h_n``; T and B are dynamic. Needs the
+        ``onnx`` package; see docs/interop.md for the graph and onnxruntime."""
+        from . import _onnx
+
+        _onnx.export(self, path, with_lengths=with_lengths, with_h0=with_h0, opset=opset)
+
     # ------------------------------------------- copies, files, PyTorch and Keras names
     # Copies and files in serialization.py, foreign layouts in interop.py. A copy, even
     # copy.copy, gets its own engine and buffers: params and grads are views into the
@@ -469,4 +479,13 @@ def load(path: serialization.PathLike) -> RNN:
     else wrong (see ``docs/file_format.md``).
     """
     model: RNN = serialization.load(RNN, path)
+    return model
+
+
+def from_onnx(path: serialization.PathLike) -> RNN:
+    """A model from an ONNX file written by ``RNN.to_onnx`` or by ``torch.onnx.export`` of an
+    ``nn.RNN`` (+ ``nn.Linear``); anything else is a ValueError naming the node and attribute."""
+    from . import _onnx
+
+    model: RNN = _onnx.read(RNN, path)
     return model
