@@ -243,9 +243,9 @@ _DATA_OPS |= {"MatMul", "Add", "Sigmoid", "Softmax", "Shape"}
 def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
     if tag is None:
         return "nothing from the data"
+    if tag[0] == "BT":
+        return f"{_describe(tag[1])} transposed to (B, T, ...)"
     kind, k = tag[0], tag[1] if len(tag) > 1 else 0
-    if kind == "BT":
-        return f"{_describe(k)} transposed to (B, T, ...)"
     return {
         "x": "the model input x",
         "x_ids": "the token ids x",
