@@ -396,26 +396,43 @@ def test_batch_first_mask_after_the_transpose_is_read_and_checked(tmp_path):
 
 
 class TorchBatchFirst(torch.nn.Module):
-    def __init__(self, embedding=False):
+    """A batch_first nn.RNN with an optional Embedding before it, a learned initial state
+    expanded over the batch (x's axis 0) and an nn.Linear on top."""
+
+    def __init__(self, layers=2, bidirectional=True, embedding=False, linear=True, learned_h0=False):
         super().__init__()
+        D = 2 if bidirectional else 1
         self.embedding = torch.nn.Embedding(10, 3) if embedding else None
-        self.rnn = torch.nn.RNN(3, 5, num_layers=2, bidirectional=True, batch_first=True)
-        self.linear = torch.nn.Linear(10, 4)
+        self.rnn = torch.nn.RNN(3, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        self.linear = torch.nn.Linear(D * 5, 4) if linear else None
+        self.h0 = torch.nn.Parameter(torch.randn(layers * D, 5)) if learned_h0 else None
 
     def forward(self, x, h0=None):
+        if self.h0 is not None:
+            h0 = self.h0.unsqueeze(1).expand(-1, x.shape[0], -1).contiguous()
         y, h_n = self.rnn(x if self.embedding is None else self.embedding(x), h0)
-        return self.linear(y), h_n
+        return (y if self.linear is None else self.linear(y)), h_n
 
 
-@pytest.mark.parametrize("embedding, with_h0", [(False, False), (False, True), (True, False)])
-def test_torch_onnx_export_of_batch_first_rnn_imports_batch_first(tmp_path, embedding, with_h0):
+@pytest.mark.parametrize(
+    "net_kwargs, with_h0",
+    [
+        (dict(), False),  # stacked bidirectional + Linear
+        (dict(), True),
+        (dict(embedding=True), False),
+        (dict(layers=1, bidirectional=False, linear=False), False),  # y is the transposed Squeeze
+        (dict(embedding=True, learned_h0=True), False),
+    ],
+)
+def test_torch_onnx_export_of_batch_first_rnn_imports_batch_first(tmp_path, net_kwargs, with_h0):
     torch.manual_seed(0)
-    net = TorchBatchFirst(embedding).eval()
+    net = TorchBatchFirst(**net_kwargs).eval()
+    embedding, D, L = net.embedding is not None, 2 if net.rnn.bidirectional else 1, net.rnn.num_layers
     example = torch.randint(0, 10, (2, 4)) if embedding else torch.randn(2, 4, 3)  # (B, T, ...)
     args, names = (example,), ["x"]
     axes = {"x": {0: "B", 1: "T"}, "y": {0: "B", 1: "T"}, "h_n": {1: "B"}}
     if with_h0:
-        args += (torch.randn(4, 2, 5),)
+        args += (torch.randn(L * D, 2, 5),)
         names.append("h0")
         axes["h0"] = {1: "B"}
     with warnings.catch_warnings():
@@ -425,18 +442,19 @@ def test_torch_onnx_export_of_batch_first_rnn_imports_batch_first(tmp_path, embe
             dynamic_axes=axes,
         )
     ops = [n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node]
-    assert "Transpose" in ops and ops.count("RNN") == 2  # what this test is about: torch's batch-first glue
+    assert "Transpose" in ops and ops.count("RNN") == L  # what this test is about: torch's batch-first glue
     model = rnnext.from_onnx(tmp_path / "t.onnx")
-    assert model.batch_first and (model.num_layers, model.bidirectional, model.output_size) == (2, True, 4)
-    assert model.vocab_size == (10 if embedding else None)
+    assert model.batch_first and (model.num_layers, model.bidirectional) == (L, D == 2)
+    assert model.output_size == (4 if net.linear is not None else None)
+    assert model.vocab_size == (10 if embedding else None) and model.config["learn_h0"] == (net.h0 is not None)
     x = torch.randint(0, 10, (3, 7)) if embedding else torch.randn(3, 7, 3)  # B = 3, T = 7
-    h0 = torch.randn(4, 3, 5)
+    h0 = torch.randn(L * D, 3, 5)
     with torch.no_grad():
         ty, th = net(x, h0 if with_h0 else None)
     y, h_n = model(x.numpy(), **({"h0": h0.numpy()} if with_h0 else {}))
-    assert y.shape == (3, 7, 4)
+    assert y.shape == (3, 7, model.out_features)
     np.testing.assert_allclose(y, ty.numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(h_n, th.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(h_n, th.numpy().reshape(h_n.shape), rtol=0, atol=1e-5)
 
 
 def edited(tmp_path, batch_first, edit):
