@@ -222,13 +222,14 @@ def _where(node: Any) -> str:
     return f"node {node.name or node.output[0]!r} ({node.op_type})"
 
 
-# Tensors on the data path are tagged (see _describe): ("x",) and ("x_ids",) = the graph
-# input (or its embeddings) in its own layout, not yet known; time-major from there on:
-# ("ids",), ("states", k) = the input of layer k, ("Y", k), ("YT", k), ("Y_h", k), ("h_n",),
-# ("z0",) = s W_y, ("z",) = s W_y + b_y, ("f_o", act); ("BT", tag) = tag transposed to
-# (B, T, ...), the output side of a batch_first graph. The input's layout is fixed by the
-# first node that reads it: a Transpose (1, 0, 2) or (1, 0) (batch-first), or an RNN (time-
-# major); Shape reads no layout. Nodes off it compute shapes, h0 and masks from constants, x's shape and inputs.
+# Tensors on the data path are tagged (see _describe): ("x_ids",) and ("x",) = the graph
+# input and its features (x or its embeddings) in x's layout, not yet known; time-major
+# from there on: ("ids",), ("states", k) = the input of layer k, ("Y", k), ("YT", k),
+# ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = s W_y + b_y, ("f_o", act); ("BT", tag) =
+# tag transposed to (B, T, ...), the output side of a batch_first graph. x's layout is fixed
+# by the first node that reads it: a Transpose (1, 0, 2) or (1, 0) makes it batch-first, an
+# RNN time-major; Shape reads no layout. Nodes off the data path compute shapes, h0 and
+# masks from constants, x's shape and inputs.
 # Off the data path every value is checked by evaluating it (constants, masks, h0), so the
 # shape arithmetic exporters write is allowed (PyTorch's expand(-1, B, -1) uses Mul and Where).
 _SIDE_OPS = {
@@ -247,7 +248,7 @@ def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
         return f"{_describe(tag[1])} transposed to (B, T, ...)"
     kind, k = tag[0], tag[1] if len(tag) > 1 else 0
     return {
-        "x": "the model input x",
+        "x": "the model input x (or its embeddings) in x's layout",
         "x_ids": "the token ids x",
         "ids": "the token ids",
         "states": "the model input" if k == 0 else f"the states of layer {k - 1}",
@@ -406,9 +407,9 @@ class _Reader:
         if op == "RNN":
             return self._rnn(node, attrs, tags)
         if op == "Transpose" and t0 in (("x",), ("x_ids",)):
-            perm = list(attrs.get("perm", []))
-            if perm != ([1, 0, 2] if t0 == ("x",) else [1, 0]):
-                raise _Refusal(f"{where}: attribute perm={perm} on {_describe(t0)}: expected (B, T) swapped")
+            perm, want = list(attrs.get("perm", [])), [1, 0, 2] if t0 == ("x",) else [1, 0]
+            if perm != want:
+                raise _Refusal(f"{where}: attribute perm={perm} on {_describe(t0)}: expected {want} (B, T to T, B)")
             self._layout(node, True)
             return ("states", 0) if t0 == ("x",) else ("ids",)
         if op == "Transpose" and list(attrs.get("perm", [])) == [1, 0, 2] and (
