@@ -257,20 +257,27 @@ static void bench_kernel(const Kernels& k, Index M, Index N, Index K, double bud
     Mat A = Mat::Random(M, K), B = Mat::Random(K, N), C(M, N), C2(M, N);
     std::vector<float> Bp(K * ((N + f.nr - 1) / f.nr) * f.nr);
     f.pack_b(Bp.data(), B.data(), N, false, K, N);
-    // Interleaved rounds, so that a change of load on a shared machine hits all three alike.
+    // Interleaved rounds, so that a change of load on a shared machine hits all three alike;
+    // small products are repeated within a round, as the clock is too coarse for one.
+    const int rep = int(std::max<double>(1, std::min<double>(1000, 1e6 / (double(M) * N * K))));
     Timing plain, packed, eig;
     const auto start = Clock::now();
+    auto per_call = [&](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double>(b - a).count() / rep;
+    };
     for (int r = 0; r < 3 || (r < 2000 && seconds_since(start) < budget); ++r) {
         const auto t0 = Clock::now();
-        f.gemm({M, N, K, A.data(), K, false, B.data(), N, false, nullptr, C.data(), N, false});
+        for (int i = 0; i < rep; ++i)
+            f.gemm({M, N, K, A.data(), K, false, B.data(), N, false, nullptr, C.data(), N, false});
         const auto t1 = Clock::now();
-        f.gemm({M, N, K, A.data(), K, false, nullptr, 0, false, Bp.data(), C.data(), N, false});
+        for (int i = 0; i < rep; ++i)
+            f.gemm({M, N, K, A.data(), K, false, nullptr, 0, false, Bp.data(), C.data(), N, false});
         const auto t2 = Clock::now();
-        k.eigen(M, N, K, A.data(), B.data(), C2.data());
+        for (int i = 0; i < rep; ++i) k.eigen(M, N, K, A.data(), B.data(), C2.data());
         const auto t3 = Clock::now();
-        plain.min = std::min(plain.min, std::chrono::duration<double>(t1 - t0).count());
-        packed.min = std::min(packed.min, std::chrono::duration<double>(t2 - t1).count());
-        eig.min = std::min(eig.min, std::chrono::duration<double>(t3 - t2).count());
+        plain.min = std::min(plain.min, per_call(t0, t1));
+        packed.min = std::min(packed.min, per_call(t1, t2));
+        eig.min = std::min(eig.min, per_call(t2, t3));
     }
     const double ours = gflops(M, N, K, plain.min), eigen = gflops(M, N, K, eig.min);
     std::printf("%-7s %5ldx%5ldx%5ld  %7.1f  %9.1f  %8.1f  %6.2f   %.2g\n", k.table->isa, long(M), long(N), long(K),

@@ -46,60 +46,67 @@ struct Vec;
 #if defined(__AVX512F__)
 constexpr const char* kIsa = "avx512";
 constexpr int kMR = 12;
+constexpr bool kBigTile = true;  // see make_blocking
 template <>
 struct Vec<float> {
     using V = __m512;
     static constexpr int L = 16;
+    static constexpr int AW = 1;
     static RNNEXT_AI V zero() { return _mm512_setzero_ps(); }
     static RNNEXT_AI V load(const float* p) { return _mm512_loadu_ps(p); }
     static RNNEXT_AI void store(float* p, V v) { _mm512_storeu_ps(p, v); }
     static RNNEXT_AI V bcast(const float* p) { return _mm512_set1_ps(*p); }
     static RNNEXT_AI V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     static RNNEXT_AI V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static RNNEXT_AI V mul(V a, V b) { return _mm512_mul_ps(a, b); }
 };
 template <>
 struct Vec<double> {
     using V = __m512d;
     static constexpr int L = 8;
+    static constexpr int AW = 1;
     static RNNEXT_AI V zero() { return _mm512_setzero_pd(); }
     static RNNEXT_AI V load(const double* p) { return _mm512_loadu_pd(p); }
     static RNNEXT_AI void store(double* p, V v) { _mm512_storeu_pd(p, v); }
     static RNNEXT_AI V bcast(const double* p) { return _mm512_set1_pd(*p); }
     static RNNEXT_AI V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
     static RNNEXT_AI V add(V a, V b) { return _mm512_add_pd(a, b); }
+    static RNNEXT_AI V mul(V a, V b) { return _mm512_mul_pd(a, b); }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr const char* kIsa = "avx2";
 constexpr int kMR = 6;
+constexpr bool kBigTile = false;
 template <>
 struct Vec<float> {
     using V = __m256;
     static constexpr int L = 8;
+    static constexpr int AW = 1;
     static RNNEXT_AI V zero() { return _mm256_setzero_ps(); }
     static RNNEXT_AI V load(const float* p) { return _mm256_loadu_ps(p); }
     static RNNEXT_AI void store(float* p, V v) { _mm256_storeu_ps(p, v); }
     static RNNEXT_AI V bcast(const float* p) { return _mm256_broadcast_ss(p); }
     static RNNEXT_AI V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
     static RNNEXT_AI V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static RNNEXT_AI V mul(V a, V b) { return _mm256_mul_ps(a, b); }
 };
 template <>
 struct Vec<double> {
     using V = __m256d;
     static constexpr int L = 4;
+    static constexpr int AW = 1;
     static RNNEXT_AI V zero() { return _mm256_setzero_pd(); }
     static RNNEXT_AI V load(const double* p) { return _mm256_loadu_pd(p); }
     static RNNEXT_AI void store(double* p, V v) { _mm256_storeu_pd(p, v); }
     static RNNEXT_AI V bcast(const double* p) { return _mm256_broadcast_sd(p); }
     static RNNEXT_AI V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
     static RNNEXT_AI V add(V a, V b) { return _mm256_add_pd(a, b); }
+    static RNNEXT_AI V mul(V a, V b) { return _mm256_mul_pd(a, b); }
 };
 #else
 constexpr const char* kIsa = "generic";
-#ifndef RNNEXT_EXP_MR
-constexpr int kMR = 4;
-#else
-constexpr int kMR = RNNEXT_EXP_MR;
-#endif
+constexpr int kMR = 4;  // 6 rows (12 accumulators) spill: SSE multiplies need a copy
+constexpr bool kBigTile = false;
 // 16-byte vectors with their natural alignment (so the compiler keeps them in registers);
 // memory goes through an alias-safe, element-aligned twin.
 template <class T>
@@ -107,6 +114,9 @@ struct VecExt {
     typedef T V __attribute__((vector_size(16)));
     typedef T U __attribute__((vector_size(16), aligned(sizeof(T)), may_alias));
     static constexpr int L = 16 / int(sizeof(T));
+    // Packed A holds each value L times: SSE has no broadcast from memory (a load and a
+    // shuffle, and the shuffles compete with the multiplies), so the kernel loads vectors.
+    static constexpr int AW = L;
     static RNNEXT_AI V zero() { return V{}; }
     static RNNEXT_AI V load(const T* p) { return *reinterpret_cast<const U*>(p); }
     static RNNEXT_AI void store(T* p, V v) { *reinterpret_cast<U*>(p) = v; }
@@ -117,6 +127,7 @@ struct VecExt {
     }
     static RNNEXT_AI V fma(V a, V b, V c) { return a * b + c; }  // fused where the CPU can
     static RNNEXT_AI V add(V a, V b) { return a + b; }
+    static RNNEXT_AI V mul(V a, V b) { return a * b; }
 };
 template <>
 struct Vec<float> : VecExt<float> {};
@@ -127,6 +138,7 @@ struct Vec<double> : VecExt<double> {};
 template <class T>
 struct Tr {
     static constexpr int L = Vec<T>::L;  // lanes
+    static constexpr int AW = Vec<T>::AW;  // copies of each value of A in its packed panels
     static constexpr int NR = 2 * L;     // two vectors of C per row
     static constexpr int MR = kMR;
 };
@@ -174,19 +186,22 @@ long cache_bytes(int level, long fallback, long lo, long hi) {
 }
 
 // KC: the B micro-panel (KC x NR) in about half of L1, the other half for the A panels
-// and C streaming through. MC: the packed A block (MC x KC) in about half of L2. NC: a
-// packed B block of at most 4 MB. Zen 3 (32 KB, 512 KB): 256 / 252 floats with AVX2;
-// Zen 5 (48 KB, 1 MB): 384 / 336 with AVX2, 192 / 672 with AVX-512.
+// and C streaming through (BLIS's Haswell/Zen choice: KC 256 for 6 x 16 on 32 KB). MC: the
+// packed A block (MC x KC) in about half of L2. NC: a packed B block of at most 4 MB.
+// AVX-512's 12 x 32 tile does 24 FMAs per row of B and pays more per K block for its 24
+// lines of C, so it takes all of L1 for B and a quarter of L2 for A (measured on a Zen 5,
+// 2048^3: KC 384 / MC 168 ran 8-10 % faster than 192 / 672). Zen 3 (32 KB, 512 KB):
+// KC 256, MC 252 floats with AVX2; Zen 5 (48 KB, 1 MB): 384 / 336 with AVX2, 384 / 168 with
+// AVX-512, 768 / 40 with SSE (whose packed A is 4x wider).
 template <class T>
 GemmBlocking make_blocking() {
     constexpr Index NR = Tr<T>::NR, MR = Tr<T>::MR;
     const long l1 = cache_bytes(1, 32 << 10, 16 << 10, 1 << 20);
     const long l2 = cache_bytes(2, 512 << 10, 128 << 10, 64 << 20);
     GemmBlocking b;
-    b.kc = imax(64, imin(1024, l1 / 2 / Index(NR * sizeof(T))) / 8 * 8);
-    b.mc = imax(MR, imin(2048, l2 / 2 / Index(b.kc * sizeof(T))) / MR * MR);
-    if (const char* e = std::getenv("RNNEXT_EXP_KC")) b.kc = std::atoi(e);
-    if (const char* e = std::getenv("RNNEXT_EXP_MC")) b.mc = std::atoi(e);
+    const long l1_for_b = kBigTile ? l1 : l1 / 2, l2_for_a = kBigTile ? l2 / 4 : l2 / 2;
+    b.kc = imax(64, imin(1024, l1_for_b / Index(NR * sizeof(T))) / 8 * 8);
+    b.mc = imax(MR, imin(2048, l2_for_a / Index(b.kc * sizeof(T) * Tr<T>::AW)) / MR * MR);
     b.nc = imax(NR, imin(8192, (Index(4) << 20) / Index(b.kc * sizeof(T))) / NR * NR);
     return b;
 }
@@ -286,17 +301,20 @@ void kernel(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T
         __builtin_prefetch(c + i * ldc + Tr<T>::NR - 1, 1);
     }
     Index k = 0;
+#if !defined(__AVX2__)
+#pragma GCC unroll 4  // measured: +2-5 % with SSE (fewer loop instructions); AVX: neutral, and spills
+#endif
     for (; k + U <= kc; k += U) {
 #pragma GCC unroll 4
         for (int u = 0; u < U; ++u) {
             const V b0 = O::load(b), b1 = O::load(b + L);
 #pragma GCC unroll 16
             for (int i = 0; i < MR_; ++i) {
-                const V ai = O::bcast(a + i);
+                const V ai = O::AW == 1 ? O::bcast(a + i) : O::load(a + i * O::AW);
                 c0[u][i] = O::fma(ai, b0, c0[u][i]);
                 c1[u][i] = O::fma(ai, b1, c1[u][i]);
             }
-            a += MR_;
+            a += MR_ * O::AW;
             b += ldb;
         }
     }
@@ -305,11 +323,11 @@ void kernel(Index kc, const T* __restrict a, const T* __restrict b, Index ldb, T
             const V b0 = O::load(b), b1 = O::load(b + L);
 #pragma GCC unroll 16
             for (int i = 0; i < MR_; ++i) {
-                const V ai = O::bcast(a + i);
+                const V ai = O::AW == 1 ? O::bcast(a + i) : O::load(a + i * O::AW);
                 c0[0][i] = O::fma(ai, b0, c0[0][i]);
                 c1[0][i] = O::fma(ai, b1, c1[0][i]);
             }
-            a += MR_;
+            a += MR_ * O::AW;
             b += ldb;
         }
 #pragma GCC unroll 16
@@ -349,17 +367,22 @@ KernelFn<T> kernel_for(int mr) {
 // One panel of MR_ rows of A (rows at A + i*lda, or columns when trans) over kc, k-major.
 template <class T, int MR_>
 void pack_a_panel(T* __restrict d, const T* __restrict A, Index lda, bool trans, Index kc) {
+    constexpr int AW = Tr<T>::AW;
     if (!trans) {
         const T* rows[MR_];
 #pragma GCC unroll 16
         for (int i = 0; i < MR_; ++i) rows[i] = A + i * lda;
         for (Index k = 0; k < kc; ++k)
 #pragma GCC unroll 16
-            for (int i = 0; i < MR_; ++i) d[k * MR_ + i] = rows[i][k];
+            for (int i = 0; i < MR_; ++i)
+#pragma GCC unroll 8
+                for (int w = 0; w < AW; ++w) d[(k * MR_ + i) * AW + w] = rows[i][k];
     } else {
         for (Index k = 0; k < kc; ++k)
 #pragma GCC unroll 16
-            for (int i = 0; i < MR_; ++i) d[k * MR_ + i] = A[k * lda + i];
+            for (int i = 0; i < MR_; ++i)
+#pragma GCC unroll 8
+                for (int w = 0; w < AW; ++w) d[(k * MR_ + i) * AW + w] = A[k * lda + i];
     }
 }
 
@@ -373,7 +396,7 @@ constexpr PackAFn<T> pack_a_of() {
 }
 
 // Rows [i0, i0+mc) x depth [k0, k0+kc) of A into panels of balanced height (at most MR):
-// panel p holds rows [r0, r1) with r0 = mc*p/np, stored k-major at dst + r0*kc.
+// panel p holds rows [r0, r1) with r0 = mc*p/np, stored k-major at dst + r0*kc*AW.
 template <class T>
 void pack_a(T* dst, const T* A, Index lda, bool trans, Index i0, Index mc, Index k0, Index kc) {
     static constexpr PackAFn<T> table[13] = {
@@ -384,7 +407,7 @@ void pack_a(T* dst, const T* A, Index lda, bool trans, Index i0, Index mc, Index
     for (Index p = 0; p < np; ++p) {
         const Index r0 = mc * p / np, mr = mc * (p + 1) / np - r0;
         const T* src = trans ? A + k0 * lda + i0 + r0 : A + (i0 + r0) * lda + k0;
-        table[mr](dst + r0 * kc, src, lda, trans, kc);
+        table[mr](dst + r0 * kc * Tr<T>::AW, src, lda, trans, kc);
     }
 }
 
@@ -434,10 +457,10 @@ struct Workspace {
     T *a, *b, *edge;
     Workspace() {
         const GemmBlocking& s = blocking<T>();
-        const Index n = s.mc * s.kc + s.kc * s.nc + s.kc * Tr<T>::NR;
+        const Index n = s.mc * s.kc * Tr<T>::AW + s.kc * s.nc + s.kc * Tr<T>::NR;
         a = static_cast<T*>(std::aligned_alloc(64, (sizeof(T) * n + 63) / 64 * 64));
         if (!a) throw std::bad_alloc();
-        b = a + s.mc * s.kc;
+        b = a + s.mc * s.kc * Tr<T>::AW;
         edge = b + s.kc * s.nc;
     }
     ~Workspace() { std::free(a); }
@@ -449,6 +472,43 @@ template <class T>
 Workspace<T>& workspace() {
     static thread_local Workspace<T> ws;
     return ws;
+}
+
+// One row of A times B as stored (K, N): c = [c +] sum_k a_k B_k [+ bias], B read row by
+// row, four rows at a time, into C held in L1 (in column blocks of 2048 values). A
+// matrix-vector product: B is read once and never reused, so it is not packed.
+template <class T>
+void gemv_row(const GemmArgs<T>& g) {
+    using O = Vec<T>;
+    using V = typename O::V;
+    constexpr int L = O::L;
+    constexpr Index NB = 2048;
+    const Index N = g.N, K = g.K, sa = g.transA ? g.lda : 1;
+    for (Index j0 = 0; j0 < N; j0 += NB) {
+        const Index nb = imin(NB, N - j0), nv = nb / L * L;
+        T* c = g.C + j0;
+        if (!g.accumulate)
+            for (Index j = 0; j < nb; ++j) c[j] = g.bias ? g.bias[j0 + j] : T(0);
+        Index k = 0;
+        for (; k + 4 <= K; k += 4) {
+            const T* b0 = g.B + k * g.ldb + j0;
+            const T *b1 = b0 + g.ldb, *b2 = b1 + g.ldb, *b3 = b2 + g.ldb;
+            const T a0 = g.A[k * sa], a1 = g.A[(k + 1) * sa], a2 = g.A[(k + 2) * sa], a3 = g.A[(k + 3) * sa];
+            const V v0 = O::bcast(&a0), v1 = O::bcast(&a1), v2 = O::bcast(&a2), v3 = O::bcast(&a3);
+            Index j = 0;
+            for (; j < nv; j += L) {  // two chains: with few columns their latency is the bound
+                const V x = O::fma(v1, O::load(b1 + j), O::mul(v0, O::load(b0 + j)));
+                const V y = O::fma(v3, O::load(b3 + j), O::mul(v2, O::load(b2 + j)));
+                O::store(c + j, O::add(O::load(c + j), O::add(x, y)));
+            }
+            for (; j < nb; ++j) c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j];
+        }
+        for (; k < K; ++k) {
+            const T* bk = g.B + k * g.ldb + j0;
+            const T ak = g.A[k * sa];
+            for (Index j = 0; j < nb; ++j) c[j] += ak * bk[j];
+        }
+    }
 }
 
 template <class T>
@@ -467,8 +527,8 @@ void gemm(const GemmArgs<T>& g) {
     // in short K blocks (rows of B are often 4 KB apart: a deep panel would touch a page
     // per row, and meet every row again only after all other panels).
     const bool direct = !g.Bp && !g.transB && M <= 2 * MR;
-    static const Index kcd = std::getenv("RNNEXT_EXP_KCD") ? std::atoi(std::getenv("RNNEXT_EXP_KCD")) : 32;
-    const Index KC = direct ? imin(s.kc, kcd) : s.kc, MC = s.mc, NC = s.nc;
+    if (direct && M == 1) return gemv_row<T>(g);
+    const Index KC = direct ? imin(s.kc, 32) : s.kc, MC = s.mc, NC = s.nc;  // 32: measured, 1.2-1.7x over KC
     Workspace<T>& ws = workspace<T>();
     for (Index jc = 0; jc < N; jc += NC) {
         const Index nc = imin(NC, N - jc);
@@ -495,7 +555,7 @@ void gemm(const GemmArgs<T>& g) {
                 const Index mc = imin(MC, M - ic);
                 // One row of A as stored is already its packed panel.
                 const T* ap = g.A + pc;
-                if (M > 1 || g.transA) {
+                if (M > 1 || g.transA || Tr<T>::AW > 1) {
                     pack_a<T>(ws.a, g.A, g.lda, g.transA, ic, mc, pc, kc);
                     ap = ws.a;
                 }
@@ -511,7 +571,7 @@ void gemm(const GemmArgs<T>& g) {
                     }
                     for (Index p = 0; p < np; ++p) {
                         const Index r0 = mc * p / np, mr = mc * (p + 1) / np - r0;
-                        kernel_for<T>(int(mr))(kc, ap + r0 * kc, bp, ld, g.C + (ic + r0) * g.ldc + jc + jr, g.ldc,
+                        kernel_for<T>(int(mr))(kc, ap + r0 * kc * Tr<T>::AW, bp, ld, g.C + (ic + r0) * g.ldc + jc + jr, g.ldc,
                                                nr, acc, g.bias ? g.bias + jc + jr : nullptr);
                     }
                 }
