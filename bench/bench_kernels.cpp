@@ -213,7 +213,7 @@ static double check_one(const GemmFns<T>& fns, Index M, Index N, Index K, bool t
     return worst;
 }
 
-// Edge cases (sizes 0..3, not multiples of MR or NR, past every blocking size),
+// Edge cases (sizes 0..3, not multiples of MR or NR, past every blocking size, one row),
 // transposed A and B, B packed, accumulate, bias, float and double. Returns the failures.
 template <class T>
 static int check_kernels(const GemmFns<T>& fns, const char* isa, const char* type) {
@@ -222,11 +222,12 @@ static int check_kernels(const GemmFns<T>& fns, const char* isa, const char* typ
     const Index nr = fns.nr;
     std::vector<std::array<Index, 3>> shapes;
     for (Index M : {0, 1, 2, 3, 5, 7, 13, 25})
-        for (Index N : {Index(0), Index(1), Index(3), nr - 1, nr + 1, 2 * nr + 3})
+        for (Index N : {Index(0), Index(1), Index(3), nr - 1, nr + 1, 2 * nr + 3, 5 * nr + 3})
             for (Index K : {0, 1, 2, 3, 17}) shapes.push_back({M, N, K});
     shapes.push_back({b.mc + 5, 2 * nr + 3, b.kc + 9});  // past MC and KC
     shapes.push_back({5, b.nc + nr + 3, 9});              // past NC
     shapes.push_back({31, b.nc + 3, 2 * b.kc + 1});
+    shapes.push_back({1, 2048 + 5 * nr + 3, 37});      // one row: the matrix-vector pass, 2 column blocks
     int fails = 0, cases = 0;
     double worst = 0;
     for (const auto& s : shapes)

@@ -527,7 +527,7 @@ void gemm(const GemmArgs<T>& g) {
     // in short K blocks (rows of B are often 4 KB apart: a deep panel would touch a page
     // per row, and meet every row again only after all other panels).
     const bool direct = !g.Bp && !g.transB && M <= 2 * MR;
-    if (direct && M == 1) return gemv_row<T>(g);
+    if (direct && M == 1 && N > 4 * NR) return gemv_row<T>(g);  // narrower: C in registers is faster
     const Index KC = direct ? imin(s.kc, 32) : s.kc, MC = s.mc, NC = s.nc;  // 32: measured, 1.2-1.7x over KC
     Workspace<T>& ws = workspace<T>();
     for (Index jc = 0; jc < N; jc += NC) {
