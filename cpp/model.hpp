@@ -147,6 +147,8 @@ public:
         Scratch work;
         const std::size_t o_Whp = work.add(packed_size<T>(H, H)), o_tmp = work.add(B * H);
         const std::size_t o_emb = ids ? work.add(N * I) : 0;  // embedded ids, looked up again in backward
+        dropped_ = training && cfg.dropout > 0.0 && L > 1;
+        const std::size_t o_drop = dropped_ ? work.add(N * D * H) : 0;  // a layer's dropped input
         work.allocate();
         // Layer 0's input, kept for backward: the caller's array when its owner vouches for
         // it, else a copy; token ids are kept, their embeddings are not.
@@ -213,25 +215,20 @@ public:
             std::memcpy(h_n, H0_.data(), sizeof(T) * SBH);
 
         out_.resize(L);
-        in_.resize(L);
-        mask_.resize(L);
-        dropped_ = training && cfg.dropout > 0.0 && L > 1;
+        kept_.resize(L);
         for (Index l = 0; l < L; ++l) {
             const T* X = l == 0 && ids ? emb : layer_input(l);
             if (l > 0 && dropped_) {
-                // Inverted dropout on the layer's input: keep with p = 1 - dropout, scale by 1/p.
-                const T keep = T(1.0 - cfg.dropout), scale = T(1) / keep;
+                // Inverted dropout on the layer's input: keep with p = 1 - dropout, scale by
+                // 1/p. Only the choices are kept (a byte each); backward drops again.
                 std::uniform_real_distribution<double> u(0.0, 1.0);
-                fit(mask_[l], N * D * H);
-                fit(in_[l], N * D * H);
-                for (Index i = 0; i < N * D * H; ++i) {
-                    mask_[l][i] = u(rng_) < cfg.dropout ? T(0) : scale;
-                    in_[l][i] = out_[l - 1][i] * mask_[l][i];
-                }
-                X = in_[l].data();
+                fit(kept_[l], N * D * H);
+                for (Index i = 0; i < N * D * H; ++i) kept_[l][i] = !(u(rng_) < cfg.dropout);
+                T* Xd = work.at(o_drop);
+                drop(Xd, X, kept_[l].data(), N * D * H);
+                X = Xd;
             } else {
-                release(mask_[l]);
-                release(in_[l]);
+                release(kept_[l]);
             }
             fit(out_[l], N * D * H);
             for (Index d = 0; d < D; ++d) {
@@ -286,7 +283,9 @@ public:
         Scratch work;
         const std::size_t o_WhTp = work.add(packed_size<T>(H, H)), o_tmp = work.add(B * H),
                           o_first = work.add(B * H), o_sumsq = work.add(slots * Tn), o_G = work.add(rows * H);
-        const std::size_t o_dz = edit_dz ? work.add(rows * O) : 0, o_Xc = token_ids ? work.add(rows * I) : 0;
+        // A chunk of the layer input when it is not stored: embedded ids, a dropped input.
+        const Index xc_cols = std::max(token_ids ? I : 0, dropped_ ? DH : 0);
+        const std::size_t o_dz = edit_dz ? work.add(rows * O) : 0, o_Xc = xc_cols ? work.add(rows * xc_cols) : 0;
         std::size_t o_buf[2] = {0, 0};
         for (int i = 0; i < nbuf; ++i) o_buf[i] = work.add(N * DH);
         work.allocate();
@@ -315,7 +314,7 @@ public:
             const Index in = cells_[l * D].in;
             const T* src = l < L - 1 ? work.at(o_buf[nbuf == 1 ? 0 : (L - 2 - l) % 2]) : nullptr;
             T* dst = l > 0 ? work.at(o_buf[nbuf == 1 ? 0 : (L - 1 - l) % 2]) : nullptr;
-            const T* mask = l < L - 1 && dropped_ ? mask_[l + 1].data() : nullptr;
+            const std::uint8_t* kept = l < L - 1 && dropped_ ? kept_[l + 1].data() : nullptr;
             for (Index d = 0; d < D; ++d) {
                 const Cell& c = cells_[l * D + d];
                 const Index k = l * D + d;
@@ -323,9 +322,11 @@ public:
                     const Index n = (t1 - t0) * B, r0 = t0 * B;
                     if (l < L - 1) {  // dL/d(the layer above's input), through its dropout mask
                         for (Index r = 0; r < n; ++r) {
-                            ArrMap<T> gr(G + r * H, H);
-                            gr = CArrMap<T>(src + (r0 + r) * DH + d * H, H);
-                            if (mask) gr *= CArrMap<T>(mask + (r0 + r) * DH + d * H, H);
+                            const Index o = (r0 + r) * DH + d * H;
+                            if (kept)
+                                drop(G + r * H, src + o, kept + o, H);
+                            else
+                                std::memcpy(G + r * H, src + o, sizeof(T) * H);
                         }
                     } else if (O > 0) {  // dL/ds = dL/dz W_y^T, this direction's rows of W_y
                         const T* dz = dz_rows(t0, t1);
@@ -340,6 +341,11 @@ public:
                     }
                 };
                 auto input = [&](Index t0, Index t1) -> const T* {
+                    if (l > 0 && dropped_) {
+                        T* Xc = work.at(o_Xc);
+                        drop(Xc, layer_input(l) + t0 * B * in, kept_[l].data() + t0 * B * in, (t1 - t0) * B * in);
+                        return Xc;
+                    }
                     if (l > 0 || !token_ids) return layer_input(l) + t0 * B * in;
                     T* Xc = work.at(o_Xc);
                     const T* E = p + E_;
@@ -416,9 +422,10 @@ public:
         std::size_t n = X0_.capacity() + H0_.capacity() + Y_.capacity() + step_in_.capacity() +
                         step_s_.capacity() + step_old_.capacity();
         if (x_private_ && x0_) n += static_cast<std::size_t>(T_ * B_ * cfg.input_size);
-        for (const auto* v : {&out_, &in_, &mask_})
-            for (const auto& b : *v) n += b.capacity();
-        return n * sizeof(T) + ids_.capacity() * sizeof(std::int64_t) + lengths_.capacity() * sizeof(std::int32_t);
+        for (const auto& b : out_) n += b.capacity();
+        std::size_t bytes = n * sizeof(T);
+        for (const auto& b : kept_) bytes += b.capacity();
+        return bytes + ids_.capacity() * sizeof(std::int64_t) + lengths_.capacity() * sizeof(std::int32_t);
     }
 
     // Bytes of the largest workspace of one call since the last forward(), allocated when
@@ -470,9 +477,13 @@ private:
         V().swap(v);
     }
 
-    const T* layer_input(Index l) const {
-        if (l == 0) return x0_;
-        return dropped_ ? in_[l].data() : out_[l - 1].data();
+    // The stored input of layer l: x, or the states below (before dropout).
+    const T* layer_input(Index l) const { return l == 0 ? x0_ : out_[l - 1].data(); }
+
+    // out = in * (1/p where kept, else 0): the inverted dropout of n values.
+    void drop(T* out, const T* in, const std::uint8_t* kept, Index n) const {
+        const T scale = T(1) / T(1.0 - cfg.dropout);
+        for (Index i = 0; i < n; ++i) out[i] = in[i] * (kept[i] ? scale : T(0));
     }
 
     // Outputs and their gradients are zero at steps past a sequence's length; A holds the
@@ -501,7 +512,8 @@ private:
     bool x_private_ = false;
     std::vector<std::int64_t> ids_;
     std::vector<std::int32_t> lengths_;
-    std::vector<Buffer<T>> out_, in_, mask_;  // per layer: states (T, B, D*H), dropped input, mask
+    std::vector<Buffer<T>> out_;                 // per layer: states (T, B, D*H)
+    std::vector<std::vector<std::uint8_t>> kept_;  // per layer: dropout's choices for its input
     std::size_t scratch_bytes_ = 0;
     Buffer<T> step_in_, step_s_, step_old_;  // step(): embedded input, new and initial states
 };

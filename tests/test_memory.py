@@ -132,6 +132,29 @@ def test_chunked_token_inputs_match_torch(bidir):
         assert_close(rnn.grads[name], want[name], "float64", name)
 
 
+@pytest.mark.parametrize("bidir", [False, True])
+def test_chunked_backward_with_dropout_matches_finite_differences(bidir):
+    """Dropout's choices are kept a byte each and applied again chunk by chunk."""
+    from conftest import numeric_grad, rel_error
+
+    T, B, I, H = 260, 2, 2, 3
+    rng = np.random.default_rng(7)
+    rnn = rnnext.RNN(I, H, 2, num_layers=3, bidirectional=bidir, dropout=0.4, dtype="float64", seed=8)
+    x, G = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2))
+
+    def loss():  # reseeding replays the same dropout choices
+        rnn._core.seed(5)
+        return float(np.sum(G * rnn(x)[0]))
+
+    loss()
+    rnn.zero_grad()
+    dx, _ = rnn.backward(G)
+    names = ["W_x_l1", "W_h_l2", "b_h_l1"] + (["W_x_l2_reverse"] if bidir else [])
+    for name in names:
+        assert rel_error(rnn.grads[name], numeric_grad(loss, rnn.params[name])) < 1e-7, name
+    assert rel_error(dx[:3], numeric_grad(loss, x)[:3]) < 1e-7
+
+
 # --------------------------------------------------------------- changing x after forward
 def read_only(a):
     a = a.copy()
@@ -248,6 +271,19 @@ def test_a_copy_of_x_is_counted_and_stays_within_1_5x_when_x_is_narrow(case):
     T, B, I = case[:3]
     assert kept - kept_ref == (0 if case[8] else T * B * I * np.dtype(case[10]).itemsize)
     assert kept <= 1.5 * activations, f"kept {kept / activations:.2f} x the activations"
+
+
+def test_dropout_keeps_a_byte_per_choice():
+    """With dropout the states and one byte per dropped input are kept (T*B*H each)."""
+    T, B, I, H, L = 50, 4, 6, 16, 3
+    rnn = rnnext.RNN(I, H, 2, num_layers=L, dropout=0.3, dtype="float32", seed=0)
+    x = read_only(np.ones((T, B, I), np.float32))
+    y, _ = rnn(x)
+    rnn.backward(np.ones_like(y))
+    assert rnn._core.workspace_bytes == T * B * H * (4 * L + (L - 1))
+    rnn.eval()
+    rnn(x)
+    assert rnn._core.workspace_bytes == T * B * H * 4 * L
 
 
 def test_kept_memory_follows_the_last_call():
