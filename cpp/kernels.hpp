@@ -317,9 +317,10 @@ void rnn_cols_backward(T* G, T* dcarry, T* tmp, T* sumsq, const T* S, const T* W
 
 // Steps per chunk of the backward pass: enough rows (chunk * B) that the chunk's weight
 // gradient products stay efficient and that there are few chunks (each is a round of
-// thread hand-offs), few enough that the chunk of dL/d(pre-activation) stays small. It
-// depends on the shape only, so results do not depend on the thread count.
-constexpr Index kChunkRows = 512, kMaxChunks = 4;
+// thread hand-offs), few enough that the chunk of dL/d(pre-activation) stays small; the
+// chunks are of equal length. It depends on the shape only, so results do not depend on
+// the thread count.
+constexpr Index kChunkRows = 1024, kMaxChunks = 4;
 constexpr double kChunkMaxBytes = 8 << 20;
 
 template <class T>
@@ -327,8 +328,9 @@ inline Index backward_chunk_steps(Index Tn, Index B, Index H) {
     if (Tn <= 0 || B <= 0) return 1;
     const Index rows = std::max(kChunkRows, (Tn * B + kMaxChunks - 1) / kMaxChunks);
     const Index cap = static_cast<Index>(kChunkMaxBytes / (double(B) * double(H) * sizeof(T)));
-    const Index steps = std::min((rows + B - 1) / B, std::max<Index>(cap, 1));
-    return std::max<Index>(1, std::min(steps, Tn));
+    const Index steps = std::max<Index>(1, std::min({(rows + B - 1) / B, std::max<Index>(cap, 1), Tn}));
+    const Index chunks = (Tn + steps - 1) / steps;
+    return (Tn + chunks - 1) / chunks;
 }
 
 // Backpropagation through time for rnn_layer_forward, chunk by chunk of steps in
