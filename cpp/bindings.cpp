@@ -288,6 +288,14 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("logits"), py::arg("targets"));
     m.def("gemm_isa", [] { return std::string(gemm_table().isa); });
+    // For the tests: backward's chunks of steps get this many rows (0: chosen by shape).
+    m.def(
+        "_set_backward_chunk_rows",
+        [](Index rows) {
+            if (rows < 0) throw py::value_error("rows: expected an int >= 0, got " + std::to_string(rows));
+            backward_chunk_rows_override().store(rows);
+        },
+        py::arg("rows"));
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");
 }

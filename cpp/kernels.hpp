@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -317,18 +318,32 @@ void rnn_cols_backward(T* G, T* dcarry, T* tmp, T* sumsq, const T* S, const T* W
 
 // Steps per chunk of the backward pass: enough rows (chunk * B) that the chunk's weight
 // gradient products stay efficient and that there are few chunks (each is a round of
-// thread hand-offs), few enough that the chunk of dL/d(pre-activation) stays small; the
-// chunks are of equal length. It depends on the shape only, so results do not depend on
-// the thread count.
+// thread hand-offs; a chunk under 2 MiB is not worth one), few enough that the chunk of
+// dL/d(pre-activation) stays small (8 MiB); the chunks are of equal length. It depends on
+// the shape only, so results do not depend on the thread count.
 constexpr Index kChunkRows = 1024, kMaxChunks = 4;
-constexpr double kChunkMaxBytes = 8 << 20;
+constexpr double kChunkMinBytes = 2 << 20, kChunkMaxBytes = 8 << 20;
+
+// Rows per chunk forced by the tests (0: the shape decides).
+inline std::atomic<Index>& backward_chunk_rows_override() {
+    static std::atomic<Index> rows{0};
+    return rows;
+}
 
 template <class T>
 inline Index backward_chunk_steps(Index Tn, Index B, Index H) {
     if (Tn <= 0 || B <= 0) return 1;
-    const Index rows = std::max(kChunkRows, (Tn * B + kMaxChunks - 1) / kMaxChunks);
-    const Index cap = static_cast<Index>(kChunkMaxBytes / (double(B) * double(H) * sizeof(T)));
-    const Index steps = std::max<Index>(1, std::min({(rows + B - 1) / B, std::max<Index>(cap, 1), Tn}));
+    const double row_bytes = double(H) * sizeof(T);
+    Index steps;
+    if (const Index forced = backward_chunk_rows_override().load(std::memory_order_relaxed)) {
+        steps = (forced + B - 1) / B;
+    } else {
+        const Index rows = std::max({kChunkRows, (Tn * B + kMaxChunks - 1) / kMaxChunks,
+                                     static_cast<Index>(std::min(kChunkMinBytes / row_bytes, double(Tn * B)))});
+        const Index cap = static_cast<Index>(kChunkMaxBytes / (double(B) * row_bytes));
+        steps = std::min((rows + B - 1) / B, std::max<Index>(cap, 1));
+    }
+    steps = std::max<Index>(1, std::min(steps, Tn));
     const Index chunks = (Tn + steps - 1) / steps;
     return (Tn + chunks - 1) / chunks;
 }

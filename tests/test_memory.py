@@ -24,6 +24,13 @@ def threads():
     rnnext.set_num_threads(before)
 
 
+@pytest.fixture
+def chunk_rows():
+    """Forces backward's chunks to a number of rows (steps * B; None: chosen by shape)."""
+    yield lambda rows: rnnext._core._set_backward_chunk_rows(rows or 0)
+    rnnext._core._set_backward_chunk_rows(0)
+
+
 def torch_grads(rnn, x, h0, gy, gh, lengths):
     """y, h_n, dx, dh0 and every parameter gradient of rnn's twin in PyTorch."""
     rnn_t, lin_t = rnn.to_torch()
@@ -42,23 +49,25 @@ def torch_grads(rnn, x, h0, gy, gh, lengths):
     return out
 
 
-# Long enough (T*B over 2048 rows) that backward runs in three chunks of steps; with two threads the recurrence is split by batch rows or by columns
-# of W_h (H = 370: W_h over 1 MB).
+# Backward in many chunks of steps (forced; the last one shorter), and once in the chunks
+# the shape itself gets; with two threads the recurrence is split by batch rows or by
+# columns of W_h (H = 370: W_h over 1 MB).
 CHUNKED = [
-    # T, B, I, H, O, layers, bidirectional, nonlinearity, lengths, threads
-    (1100, 2, 3, 8, 4, 1, False, "tanh", True, 1),
-    (450, 5, 4, 6, None, 3, True, "relu", True, 1),
-    (521, 4, 5, 7, 3, 3, False, "tanh", False, 1),
-    (300, 8, 5, 128, 7, 1, True, "tanh", True, 2),
-    (300, 4, 6, 370, None, 1, False, "tanh", True, 2),  # two chunks
-    (2100, 1, 3, 16, 2, 2, True, "relu", False, 2),
+    # T, B, I, H, O, layers, bidirectional, nonlinearity, lengths, threads, chunk rows
+    (121, 2, 3, 8, 4, 1, False, "tanh", True, 1, 2 * 16),
+    (61, 5, 4, 6, None, 3, True, "relu", True, 1, 5 * 9),
+    (52, 4, 5, 7, 3, 3, False, "tanh", False, 1, 4 * 10),
+    (300, 8, 5, 128, 7, 1, True, "tanh", True, 2, None),  # two chunks of its own
+    (60, 4, 6, 370, None, 1, False, "tanh", True, 2, 4 * 16),
+    (200, 1, 3, 16, 2, 2, True, "relu", False, 2, 30),
 ]
 
 
 @pytest.mark.parametrize("case", CHUNKED)
-def test_chunked_backward_matches_torch(case, threads):
-    T, B, I, H, O, L, bidir, act, with_lengths, n_threads = case
+def test_chunked_backward_matches_torch(case, threads, chunk_rows):
+    T, B, I, H, O, L, bidir, act, with_lengths, n_threads, rows = case
     rnnext.set_num_threads(n_threads)
+    chunk_rows(rows)
     rng = np.random.default_rng(T + B)
     rnn = rnnext.RNN(I, H, O, nonlinearity=act, num_layers=L, bidirectional=bidir, dtype="float64", seed=2)
     S = L * rnn.num_directions
@@ -80,9 +89,10 @@ def test_chunked_backward_matches_torch(case, threads):
         assert_close(g, want[name], "float64", name)
 
 
-def test_chunked_grad_norms_match_torch():
+def test_chunked_grad_norms_match_torch(chunk_rows):
     """|dL/ds_t| over several chunks, against an unrolled RNNCell with retained grads."""
-    T, B, I, H = 1100, 2, 3, 5
+    T, B, I, H = 150, 2, 3, 5
+    chunk_rows(2 * 20)
     rng = np.random.default_rng(0)
     rnn = rnnext.RNN(I, H, 2, dtype="float64", seed=1)
     x, g = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2))
@@ -105,10 +115,11 @@ def test_chunked_grad_norms_match_torch():
 
 
 @pytest.mark.parametrize("bidir", [False, True])
-def test_chunked_token_inputs_match_torch(bidir):
+def test_chunked_token_inputs_match_torch(bidir, chunk_rows):
     """dE is the scatter-add of dL/dx over the ids (the embeddings are looked up again,
     chunk by chunk, in backward)."""
-    T, B, V, I, H, O = 700, 3, 11, 4, 6, 5
+    T, B, V, I, H, O = 100, 3, 11, 4, 6, 5
+    chunk_rows(3 * 13)
     rng = np.random.default_rng(3)
     rnn = rnnext.RNN(I, H, O, vocab_size=V, bidirectional=bidir, dtype="float64", seed=4)
     twin = rnnext.RNN(I, H, O, bidirectional=bidir, dtype="float64")
@@ -132,11 +143,12 @@ def test_chunked_token_inputs_match_torch(bidir):
 
 
 @pytest.mark.parametrize("bidir", [False, True])
-def test_chunked_backward_with_dropout_matches_finite_differences(bidir):
+def test_chunked_backward_with_dropout_matches_finite_differences(bidir, chunk_rows):
     """Dropout's choices are kept a byte each and applied again chunk by chunk."""
     from conftest import numeric_grad, rel_error
 
-    T, B, I, H = 520, 4, 2, 3
+    T, B, I, H = 60, 4, 2, 3
+    chunk_rows(4 * 7)
     rng = np.random.default_rng(7)
     rnn = rnnext.RNN(I, H, 2, num_layers=3, bidirectional=bidir, dropout=0.4, dtype="float64", seed=8)
     x, G = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2))
@@ -177,9 +189,10 @@ def read_only_view(a):
         ("unbatched writable", "float64", lambda a: a[:, 0]),
     ],
 )
-def test_changing_x_after_forward_keeps_the_gradients(kind, model_dtype, make):
+def test_changing_x_after_forward_keeps_the_gradients(kind, model_dtype, make, chunk_rows):
     """The README's promise: the caller may change x before backward()."""
-    T, B, I, H = 520, 4, 5, 7
+    T, B, I, H = 100, 4, 5, 7
+    chunk_rows(4 * 30)
     rng = np.random.default_rng(5)
     base = rng.standard_normal((T, B, I))
     rnn = rnnext.RNN(I, H, 3, dtype=model_dtype, seed=0)
@@ -301,8 +314,8 @@ def test_kept_memory_follows_the_last_call():
 
 
 def test_backward_workspace_is_bounded_by_chunks():
-    """The call's workspace holds a chunk of steps, not all T of them."""
-    T, B, I, H = 2000, 8, 4, 64
+    """The call's workspace holds a chunk of steps (a quarter here), not all T of them."""
+    T, B, I, H = 8000, 8, 4, 64
     rnn = rnnext.RNN(I, H, 3, dtype="float32", seed=0)
     x = np.zeros((T, B, I), np.float32)
     y, _ = rnn(x)
