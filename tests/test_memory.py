@@ -14,7 +14,9 @@ import pytest
 import rnnext
 
 torch = pytest.importorskip("torch")
-from test_torch_parity import assert_close, torch_run  # noqa: E402
+from conftest import assert_close, torch_run  # noqa: E402
+
+TOL = 1e-10  # float64 against PyTorch
 
 
 @pytest.fixture
@@ -82,11 +84,11 @@ def test_chunked_backward_matches_torch(case, threads, chunk_rows):
     rnn.zero_grad()
     dx, dh0 = rnn.backward(gy, gh[0] if S == 1 else gh)
     want = torch_grads(rnn, x, h0, gy, gh, lengths)
-    assert_close(y, want["y"], "float64", "y")
-    assert_close(dx, want["dx"], "float64", "dx")
-    assert_close(dh0, want["dh0"][0] if S == 1 else want["dh0"], "float64", "dh0")
+    assert_close(y, want["y"], TOL, "y")
+    assert_close(dx, want["dx"], TOL, "dx")
+    assert_close(dh0, want["dh0"][0] if S == 1 else want["dh0"], TOL, "dh0")
     for name, g in rnn.grads.items():
-        assert_close(g, want[name], "float64", name)
+        assert_close(g, want[name], TOL, name)
 
 
 def test_chunked_grad_norms_match_torch(chunk_rows):
@@ -137,9 +139,9 @@ def test_chunked_token_inputs_match_torch(bidir, chunk_rows):
     want = torch_grads(twin, x, np.zeros((S, B, H)), gy, np.zeros((S, B, H)), lengths)
     dE = np.zeros((V, I))
     np.add.at(dE, ids.reshape(-1), want["dx"].reshape(-1, I))
-    assert_close(rnn.grads["E"], dE, "float64", "E")
+    assert_close(rnn.grads["E"], dE, TOL, "E")
     for name in twin.params:
-        assert_close(rnn.grads[name], want[name], "float64", name)
+        assert_close(rnn.grads[name], want[name], TOL, name)
 
 
 @pytest.mark.parametrize("bidir", [False, True])
