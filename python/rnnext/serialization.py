@@ -94,8 +94,9 @@ def _layout(model: Any) -> List[List[Any]]:
     return [[name, list(p.shape)] for name, p in model.params.items()]
 
 
-def save(model: Any, path: PathLike) -> None:
-    """Write ``model`` to ``path`` (exactly that name; no ``.npz`` is appended).
+def save(model: Any, path: PathLike, vocab: Optional[str] = None) -> None:
+    """Write ``model`` to ``path`` (exactly that name; no ``.npz`` is appended); ``vocab``
+    (a character model's vocabulary, see ``rnnext.textgen``) is kept beside it.
 
     The file is written next to ``path`` under a temporary name and then renamed, so a
     crash never leaves a half-written file at ``path``.
@@ -111,11 +112,14 @@ def save(model: Any, path: PathLike) -> None:
         layout=np.array(json.dumps(_layout(model))),
         params=model.flat_params,
     )
+    if vocab is not None:
+        arrays["vocab"] = np.array(vocab)
     write_npz_atomic(path, arrays)
 
 
 def load(path: PathLike) -> Any:
     """Read a model written by :func:`save`; every check passes before a model is returned.
+    A vocabulary saved with it is not returned (``rnnext.textgen.load`` reads both).
 
     Raises FileNotFoundError for a missing file and ValueError naming the file for anything
     else wrong: not an ``.npz``, truncated or corrupt, missing or unknown entries, another
@@ -136,7 +140,7 @@ def load(path: PathLike) -> Any:
     except ValueError as e:
         raise bad(f"not a readable rnnext .npz file ({e})") from e
     missing = [k for k in NPZ_KEYS if k not in data]
-    unknown = sorted(set(data) - set(NPZ_KEYS))
+    unknown = sorted(set(data) - set(NPZ_KEYS) - {"vocab"})
     if missing or unknown:
         raise bad(f"not an rnnext model file: missing entries {missing}, unknown entries {unknown}")
     version = data["format_version"]
@@ -165,7 +169,19 @@ def load(path: PathLike) -> Any:
     if params.shape != want.shape or params.dtype != want.dtype:
         raise bad(f"params: expected {want.dtype} of shape {want.shape}, got {params.dtype} of shape {params.shape}")
     want[...] = params
+    if "vocab" in data:
+        vocab = data["vocab"]
+        if vocab.dtype.kind != "U" or vocab.shape != () or len(str(vocab)) != model.vocab_size:
+            raise bad(f"vocab: expected a str of vocab_size = {model.vocab_size} characters, got {vocab.dtype} "
+                      f"of shape {vocab.shape}")
+        model._file_vocab = str(vocab)
     return model
+
+
+def read_model_file(path: PathLike) -> Tuple[Any, Optional[str]]:
+    """``(model, vocab)`` from a model file: ``vocab`` is None unless one was saved with it."""
+    model = load(path)
+    return model, model.__dict__.pop("_file_vocab", None)
 
 
 # --------------------------------------------------------------------- PyTorch names
