@@ -259,7 +259,7 @@ def load(path: Any) -> CharModel:
             raise ValueError(f"{os.fspath(path)!r}: not a character model: the checkpoint holds {kind} model, "
                              "with no vocabulary")
         return CharModel(ckpt.model, ckpt.task["meta"]["vocab"])
-    model, vocab = read_model_file(path)
+    model, vocab = read_model_file(RNN, path)
     if vocab is None:
         raise ValueError(f"{os.fspath(path)!r}: not a character model: the model file holds no vocabulary "
                          "(save one with rnnext.textgen.CharModel(model, vocab).save(path))")
