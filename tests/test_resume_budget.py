@@ -2,9 +2,8 @@
 step and time budget are saved in the checkpoint; --steps / --minutes change it."""
 
 import numpy as np
-import pytest
 
-from rnnext import checkpoint, cli, tasks
+from rnnext import checkpoint, cli, tasks, training
 
 
 def _interrupt_at(monkeypatch, step):
@@ -55,22 +54,24 @@ def test_resume_alone_continues_to_the_minutes_the_run_was_started_with(tmp_path
     text.write_text("abc abd abe abf\n" * 500)
     ckpt = str(tmp_path / "lm.ckpt")
     args = ["train", "--data", str(text), "--minutes", "0.04", "--batch", "4", "--hidden", "8", "--quiet"]
+    now = {"t": 0.0, "interrupt": 5}
+    monkeypatch.setattr(training, "clock", lambda: now["t"])  # each step takes 1/16 s of this clock
     real = tasks.CharLM.train_step
-    count = {"n": 0}
 
     def train_step(self, model):
-        if count["n"] == 5:
+        if now["interrupt"] == 0:
             raise KeyboardInterrupt
-        count["n"] += 1
+        now["interrupt"] -= 1
+        now["t"] += 1 / 16
         return real(self, model)
 
-    with monkeypatch.context() as m:
-        m.setattr(tasks.CharLM, "train_step", train_step)
-        assert cli.main(args + ["--save", ckpt]) == 0
+    monkeypatch.setattr(tasks.CharLM, "train_step", train_step)
+    assert cli.main(args + ["--save", ckpt]) == 0
     first = checkpoint.load_checkpoint(ckpt)
     assert first.trainer["step"] == 5 and first.extra["settings"]["minutes"] == 0.04
-    assert first.trainer["seconds"] < 2.4
+    assert first.trainer["seconds"] == 5 / 16
+    now["interrupt"] = -1
     assert cli.main(["train", "--resume", ckpt, "--save", ckpt, "--quiet"]) == 0
     done = checkpoint.load_checkpoint(ckpt)
-    assert done.trainer["seconds"] == pytest.approx(2.4, abs=0.5)  # 0.04 minutes in all, not 2.4 more
-    assert done.trainer["step"] > 5
+    # 0.04 minutes = 2.4 s in all (not 2.4 s more): the first step ending at or after 2.4 s
+    assert done.trainer["step"] == 39 and done.trainer["seconds"] == 39 / 16

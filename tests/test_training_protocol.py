@@ -2,30 +2,41 @@
 time-budgeted runs that validate often and plot in the metric's unit (issue 15, points 6, 9)."""
 
 import re
-import time
 
 import numpy as np
 import pytest
 
 import rnnext
-from rnnext import cli, optim, tasks
+from rnnext import cli, optim, tasks, training
 from rnnext.losses import mse
 from rnnext.training import Trainer, budget_cosine_schedule
 
 
-class DuckTask:
-    """Not a subclass of rnnext.tasks.Task: just the two methods of the protocol."""
+class FakeClock:
+    """The training loop's clock, advanced by hand: timings in these tests are exact."""
 
-    def __init__(self, sleep=0.0):
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class DuckTask:
+    """Not a subclass of rnnext.tasks.Task: just the two methods of the protocol. With a
+    fake clock, each training step takes ``step_s`` seconds of it."""
+
+    def __init__(self, clock=None, step_s=0.0):
         self.rng = np.random.default_rng(0)
-        self.sleep = sleep
+        self.clock, self.step_s = clock, step_s
 
     def train_step(self, model):
         x = self.rng.standard_normal((5, 4, 2)).astype(np.float32)
         y, _ = model(x)
         loss, grad = mse(y, x[..., :1], reduction="mean")
         model.backward(grad)
-        time.sleep(self.sleep)
+        if self.clock is not None:
+            self.clock.t += self.step_s
         return loss
 
     def evaluate(self, model, final=False):
@@ -69,27 +80,32 @@ def test_every_log_column_is_named():
                         line), line
 
 
-def test_a_time_budget_validates_at_least_ten_times_spaced_by_time():
-    trainer = make(DuckTask(sleep=0.01), eval_every=None)
+def test_a_time_budget_validates_at_least_ten_times_spaced_by_time(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(training, "clock", clock)
+    trainer = make(DuckTask(clock, step_s=0.013), eval_every=None)
     lines = []
-    trainer.fit(minutes=2.0 / 60, progress=False, log=lines.append)  # 2 s, ~150 steps
+    trainer.fit(minutes=2.0 / 60, progress=False, log=lines.append)  # 2 s: 154 steps of 0.013 s
+    assert trainer.step == 154 and trainer.seconds == pytest.approx(154 * 0.013)
     points = len(trainer.history["val_step"]) + 1  # the final evaluation on all held-out data counts
-    assert points >= 10 and len(lines) == points - 1
-    times = [float(re.search(r"time\s+(\d+\.\d+) s", line).group(1)) for line in lines]
-    assert all(0.15 < b - a < 0.3 for a, b in zip(times, times[1:])), times  # 0.2 s apart
-    assert trainer.final["step"] == trainer.step and trainer.seconds == pytest.approx(2.0, abs=0.2)
+    assert points == 10 and len(lines) == 9 and trainer.final["step"] == 154
+    # every 0.2 s: at the first step whose end passes k * 0.2 s
+    assert trainer.history["val_step"] == [int(np.ceil(k * 0.2 / 0.013 - 1e-9)) for k in range(1, 10)]
+    assert [line.split()[3] for line in lines] == [f"{0.013 * s:.1f}" for s in trainer.history["val_step"]]
 
 
-def test_the_time_cosine_schedule_ends_with_the_budget():
-    trainer = make(DuckTask(sleep=0.005), eval_every=None)
+def test_the_time_cosine_schedule_ends_with_the_budget(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(training, "clock", clock)
+    trainer = make(DuckTask(clock, step_s=1 / 128), eval_every=None)
     factors = []
     schedule = budget_cosine_schedule(trainer, final_factor=0.01)
     trainer.optimizer.lr_schedule = lambda step: factors.append(schedule(step)) or factors[-1]
-    trainer.fit(minutes=1.0 / 60, progress=False)
-    assert factors[0] == pytest.approx(1.0, abs=0.02) and factors[-1] == pytest.approx(0.01, abs=0.03)
-    assert factors == sorted(factors, reverse=True)
-    mid = factors[len(factors) // 2]
-    assert 0.3 < mid < 0.7  # half way in time, half way down
+    trainer.fit(minutes=1.0 / 60, progress=False)  # 128 steps of 1/128 s
+    assert len(factors) == 128
+    # the update of step n comes at the end of its time, n / 128 s: the factor is cosine(n / 128)
+    want = [0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * n / 128)) for n in range(1, 129)]
+    np.testing.assert_allclose(factors, want, rtol=1e-9, atol=1e-12)
 
 
 def test_the_plot_shows_the_validation_metric_and_the_final_point_in_the_metric_unit(tmp_path):

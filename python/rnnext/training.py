@@ -25,6 +25,11 @@ from .tasks import TaskProtocol
 Callback = Callable[["Trainer", Dict[str, float]], None]
 
 
+def clock() -> float:
+    """Seconds of wall time (time.perf_counter); the one clock of the training loop."""
+    return time.perf_counter()
+
+
 def cosine_factor(fraction: float, final_factor: float = 0.01) -> float:
     """Half a cosine from 1 at ``fraction`` 0 down to ``final_factor`` at 1 (and after)."""
     frac = min(1.0, max(0.0, fraction))
@@ -95,7 +100,7 @@ class Trainer:
         """The run's training time in seconds, up to now (during ``fit`` too)."""
         if self._clock_start is None:
             return self.seconds
-        return self.seconds + (time.perf_counter() - self._clock_start)
+        return self.seconds + (clock() - self._clock_start)
 
     def progress(self) -> float:
         """The fraction of the running ``fit``'s budget used, in [0, 1]: the larger of
@@ -138,8 +143,8 @@ class Trainer:
         next_val_s = None if every_s is None else every_s * (math.floor(self.seconds / every_s) + 1)
         bar = _progress_bar(steps, self.step) if progress else None
         write = bar.write if bar is not None else log
-        t_last, step_last = time.perf_counter(), self.step
-        self._clock_start = time.perf_counter()
+        t_last, step_last = clock(), self.step
+        self._clock_start = clock()
         try:
             while (steps is None or self.step < steps) and (budget_s is None or self.elapsed() < budget_s):
                 self.optimizer.zero_grad()
@@ -161,7 +166,7 @@ class Trainer:
                     next_val_s = every_s * (math.floor(self.elapsed() / every_s) + 1)  # type: ignore[operator]
                 if due:
                     result = self.validate()
-                    now = time.perf_counter()
+                    now = clock()
                     speed = (self.step - step_last) / max(now - t_last, 1e-9)
                     write(self._line(result, speed, self.step - step_last))
                     t_last, step_last = now, self.step
