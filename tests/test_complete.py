@@ -98,6 +98,14 @@ def test_stacked_float32_model_matches_the_exact_search_of_a_float64_copy():
     np.testing.assert_allclose([p for _, p in a], [p for _, p in b], rtol=1e-4)
 
 
+def test_a_batch_first_model_completes_as_its_time_major_twin(tiny):
+    twin = rnnext.RNN(**dict(tiny.config, batch_first=True))
+    twin.flat_params[...] = tiny.flat_params
+    assert tasks.complete(twin, VOCAB, PREFIX, k=6, max_length=4) == tasks.complete(tiny, VOCAB, PREFIX, k=6,
+                                                                                   max_length=4)
+    assert textgen.sample_text(twin, VOCAB, PREFIX, 15, seed=2) == textgen.sample_text(tiny, VOCAB, PREFIX, 15, seed=2)
+
+
 def test_bad_input(tiny):
     with pytest.raises(ValueError, match="vocab: expected a non-empty"):
         tasks.complete(tiny, "", "a")

@@ -92,13 +92,15 @@ def _start(model: RNN, vocab: str, ids: np.ndarray) -> Tuple[np.ndarray, np.ndar
     log-probabilities of the next character (V,) and the state (1, S, H) or (1, H)."""
     if ids.size == 0:
         ids = np.array([vocab.index("\n") if "\n" in vocab else 0])
+    batch_first = bool(getattr(model, "batch_first", False))
     was_training = model.training
     model.eval()
     try:
-        logits, h = model(ids[:, None])
+        logits, h = model(ids[None, :] if batch_first else ids[:, None])
     finally:
         model.train(was_training)
-    return _log_softmax(logits[-1, 0].astype(np.float64)), h
+    last = logits[0, -1] if batch_first else logits[-1, 0]
+    return _log_softmax(last.astype(np.float64)), h
 
 
 def sample_text(
