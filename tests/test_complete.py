@@ -181,6 +181,14 @@ def test_cli_prints_probability_tab_text_most_probable_first(trained):
         assert "\n" not in shown and "\t" not in shown
 
 
+def test_cli_warns_in_one_line_about_characters_outside_the_vocabulary(trained):
+    folder, ckpt = trained
+    proc = run_cli("complete", "--checkpoint", str(ckpt), "--k", "2", "def \u00e9", cwd=folder)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
+    assert proc.stderr.strip() == ("rnnext complete: warning: prefix: the characters '\u00e9' are not in the model's "
+                                   "vocabulary; read as the unknown symbol U+FFFD")
+
+
 def test_cli_refuses_a_checkpoint_that_is_not_a_character_model(tmp_path):
     ckpt = tmp_path / "rev.ckpt"
     assert run_cli("train", "--task", "classify", "--steps", "3", "--save", str(ckpt), "--quiet",

@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import optim, textgen
@@ -400,8 +401,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"rnnext {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show  # one line naming the command, not a source location
+            return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         print(f"rnnext {args.command}: error: {e}", file=sys.stderr)
         return 1
