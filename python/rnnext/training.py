@@ -59,7 +59,7 @@ class Trainer:
 
     def __init__(
         self,
-        task: Any,
+        task: TaskProtocol,
         model: RNN,
         optimizer: Optimizer,
         *,
