@@ -168,8 +168,10 @@ def test_mpiexec_rnnext_train_reverse_solves_the_task(tmp_path):
 
 
 def test_a_time_budget_ends_every_rank_at_the_same_step(tmp_path):
-    # The ranks read their clocks at different moments: rank 0's decision is broadcast, or
-    # one rank would stop while the other waits for it in the next step's Allreduce.
+    # The ranks read their clocks at different moments: every rank uses rank 0's, or one
+    # rank would stop while the other waits in the next Allreduce, and the cosine schedule
+    # over the minutes would give each rank its own learning rate (with each rank's own
+    # clock, put in by hand, the parameter checksum fails at step 100).
     proc = ok(run([sys.executable, "-m", "rnnext", "train", "--task", "reverse", "--batch", "8", "--minutes", "0.05",
                    "--eval-every", "50", "--quiet", "--save", str(tmp_path / "r.ckpt")], ranks=2, timeout=60))
     assert "for at most 0.05 minutes" in proc.stdout and "trained " in proc.stdout
