@@ -1,5 +1,6 @@
 """Data-parallel training on one machine: 1 process x 2 threads against 2 processes (MPI
-ranks) x 1 thread, on the charlm default (hidden 256, global batch 64, bptt 32).
+ranks) x 1 thread, on charlm with hidden 256, global batch 64, bptt 32 (the default
+before hidden 512 and bptt 64 became it).
 
     python bench/bench_distributed.py [--steps 60] [--rounds 2]
 
