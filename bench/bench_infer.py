@@ -286,6 +286,8 @@ def print_report(r: Dict[str, Any]) -> None:
     print(f"\n{r['date']}  {r['cpu']}  cores={r['cores']}  threads={r['threads']}  rnnext {v['rnnext']} "
           f"({r['rnnext_kernels']} kernels{env})  numpy {v['numpy']}  onnx {v['onnx']}  "
           f"onnxruntime {v['onnxruntime']}  torch {v['torch']}")
+    print("load average (1 min, this run's threads included) at start / end: {:.1f} / {:.1f} on {} CPUs".format(
+        r["loadavg_start"][0], r["loadavg_end"][0], r["cores"]))
     print(f"forward only, eval, no gradient; median over {r['rounds']} interleaved rounds of the time per call; "
           "GFLOP/s counts 2*T*B*(I*H + H*H + H*O)\n")
     names = ["rnnext", "rnnext.step"] + PEERS
@@ -334,10 +336,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                               "cores": os.cpu_count(), "threads": args.threads, "python": platform.python_version(),
                               "versions": versions(), "rnnext_kernels": _core.gemm_isa(),
                               "rnnext_gemm_isa_env": os.environ.get("RNNEXT_GEMM_ISA"),
-                              "rounds": args.rounds, "block_s": args.block, "tolerance": TOL, "shapes": {}}
+                              "rounds": args.rounds, "block_s": args.block, "tolerance": TOL,
+                              "loadavg_start": os.getloadavg(), "shapes": {}}
     for shape in args.shapes:
         print(f"timing {shape} ...", file=sys.stderr, flush=True)
         report["shapes"][shape] = time_shape(shape, args)
+    report["loadavg_end"] = os.getloadavg()
     print_report(report)
     if args.json:
         with open(args.json, "w") as f:

@@ -457,7 +457,7 @@ def main() -> int:
                               "threads": ARGS.threads, "python": platform.python_version(),
                               "numpy": np.__version__, "shapes": {}, "rnnext_kernels": None,
                               "rnnext_gemm_isa_env": os.environ.get("RNNEXT_GEMM_ISA"),
-                              "rounds": ARGS.rounds, "block_s": ARGS.block}
+                              "rounds": ARGS.rounds, "block_s": ARGS.block, "loadavg_start": os.getloadavg()}
     try:
         from rnnext import _core
 
@@ -481,6 +481,7 @@ def main() -> int:
     report["matmul_gflops"] = max(samples) if samples else None
     if not ARGS.no_stream and not ARGS.check and "rnnext" in ARGS.peers:
         report["streaming"] = time_streaming()
+    report["loadavg_end"] = os.getloadavg()
     print_report(report)
     status = check(report) if ARGS.check else 0
     if ARGS.json:
@@ -523,6 +524,8 @@ def print_report(r: Dict[str, Any]) -> None:
     print(f"\n{r['date']}  {r['cpu']}  cores={r['cores']}  threads={r['threads']}  "
           f"rnnext {r['rnnext']} ({r['rnnext_kernels']} kernels{env})  numpy {r['numpy']}  torch {r['torch']}  "
           f"jax {r['jax']}")
+    print("load average (1 min, this run's threads included) at start / end: {:.1f} / {:.1f} on {} CPUs".format(
+        r["loadavg_start"][0], r["loadavg_end"][0], r["cores"]))
     mm = r["matmul_gflops"]
     if mm:
         print(f"NumPy float32 matmul n=2048: {mm:.1f} GFLOP/s (best of "
