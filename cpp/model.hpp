@@ -1,6 +1,8 @@
 // A (possibly stacked, bidirectional, token-input) Elman RNN with an optional output layer.
 // All parameters live in one flat aligned buffer, gradients in a second one of the same
-// layout; `layout` names the tensors in it. forward() keeps what backward() needs.
+// layout; `layout` lists the tensors in it by kind ("W_x", ...), cells in layer-major,
+// forward-then-reverse order: their full names belong to python/rnnext/interop.py.
+// forward() keeps what backward() needs.
 #pragma once
 
 #include "kernels.hpp"
@@ -92,12 +94,11 @@ public:
         if (c.vocab_size > 0) E_ = add("E", {c.vocab_size, c.input_size});
         for (Index l = 0; l < c.num_layers; ++l) {
             for (Index d = 0; d < D; ++d) {
-                std::string sfx = (l > 0 ? "_l" + std::to_string(l) : "") + (d == 1 ? "_reverse" : "");
                 Cell cell;
                 cell.in = l == 0 ? c.input_size : D * H;
-                cell.W_x = add("W_x" + sfx, {cell.in, H});
-                cell.W_h = add("W_h" + sfx, {H, H});
-                cell.b_h = add("b_h" + sfx, {H});
+                cell.W_x = add("W_x", {cell.in, H});
+                cell.W_h = add("W_h", {H, H});
+                cell.b_h = add("b_h", {H});
                 cells_.push_back(cell);
             }
         }

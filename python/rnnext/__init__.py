@@ -5,8 +5,7 @@ from . import tasks
 from ._threads import get_num_threads, set_num_threads
 from ._version import __version__
 from .checkpoint import load_checkpoint, save_checkpoint
-from .rnn import RNN
-from .serialization import load
+from .rnn import RNN, load
 from .training import Trainer
 
 __all__ = ["RNN", "load", "losses", "optim", "__version__"]

@@ -1,12 +1,208 @@
-"""Conversion to and from PyTorch's ``nn.RNN`` (+ ``nn.Linear``). torch is imported lazily."""
+"""The one home of rnnext's parameter names and of their layouts in other formats.
+
+:func:`table` lists a model's parameters in the engine's order: ``E``; per layer, per
+direction (forward first) the cell ``W_x``, ``W_h``, ``b_h``; ``h0``; ``W_y``, ``b_y``.
+:data:`KINDS` says where each kind lives in PyTorch, Keras and ONNX and whether it is
+transposed there. Everything below reads these two: the ``.npz`` layout, PyTorch state dicts
+and modules (``from_torch``/``to_torch`` go through the state dict), Keras weight lists and
+the tensors of ONNX's ``RNN`` operator.
+
+rnnext is row-vector (``x W``) like Keras; PyTorch and ONNX are column-vector (``W x``), so
+their cell matrices are the transposes of rnnext's (``weight_ih_l0 = W_x.T``). torch is
+imported lazily; nothing here imports ``rnnext.rnn``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 
+class Kind(NamedTuple):
+    """Where one kind of parameter lives in each foreign layout."""
+
+    torch: str  # state-dict key (cells: + PyTorch's suffix "_l0", "_l0_reverse", ...)
+    torch_module: str  # whose prefix argument applies: "rnn", "linear" or "" (none)
+    torch_T: bool  # PyTorch holds the transpose
+    keras: Optional[str]  # Keras layer and weight; None: Keras has no such weight
+    onnx: str  # ONNX tensor
+    onnx_T: bool  # ONNX holds the transpose
+
+
+KINDS: Dict[str, Kind] = {
+    "E": Kind("embedding.weight", "", False, "Embedding embeddings", "Gather data", False),
+    "W_x": Kind("weight_ih", "rnn", True, "SimpleRNN kernel", "RNN W[direction]", True),
+    "W_h": Kind("weight_hh", "rnn", True, "SimpleRNN recurrent_kernel", "RNN R[direction]", True),
+    # PyTorch and ONNX have two biases where rnnext has their sum: out b_h and 0, in the sum.
+    "b_h": Kind("bias_ih", "rnn", False, "SimpleRNN bias", "RNN B[direction] = [Wb, Rb]", False),
+    "h0": Kind("h0", "", False, None, "RNN initial_h", False),
+    "W_y": Kind("weight", "linear", True, "Dense kernel", "MatMul B", False),
+    "b_y": Kind("bias", "linear", False, "Dense bias", "Add B", False),
+}
+CELL_KINDS = ("W_x", "W_h", "b_h")
+
+
+def suffix(layer: int, direction: int) -> str:
+    """rnnext's name suffix of a cell: "", "_reverse", "_l1", "_l1_reverse", ..."""
+    return (f"_l{layer}" if layer else "") + ("_reverse" if direction else "")
+
+
+def torch_suffix(layer: int, direction: int) -> str:
+    """PyTorch's: "_l0", "_l0_reverse", "_l1", ..."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
+class Param(NamedTuple):
+    """One parameter: its rnnext name, kind and (for cells) layer and direction."""
+
+    name: str
+    kind: str
+    layer: int = 0
+    direction: int = 0
+
+    def torch_key(self, rnn_prefix: str = "", linear_prefix: str = "linear.") -> str:
+        k = KINDS[self.kind]
+        prefix = {"rnn": rnn_prefix, "linear": linear_prefix, "": ""}[k.torch_module]
+        return prefix + k.torch + (torch_suffix(self.layer, self.direction) if self.kind in CELL_KINDS else "")
+
+    def keras(self) -> str:
+        k = KINDS[self.kind]
+        where = f", layer {self.layer} {'backward' if self.direction else 'forward'}" if self.kind in CELL_KINDS else ""
+        return f"{k.keras}{where}"
+
+
+def table(config: Mapping[str, Any]) -> List[Param]:
+    """The parameters of a model with this config (``RNN.config``), in the engine's order."""
+    out = [Param("E", "E")] if config.get("vocab_size") else []
+    D = 2 if config.get("bidirectional") else 1
+    for l in range(config["num_layers"]):
+        for d in range(D):
+            out += [Param(kind + suffix(l, d), kind, l, d) for kind in CELL_KINDS]
+    if config.get("learn_h0"):
+        out.append(Param("h0", "h0"))
+    if config.get("output_size"):
+        out += [Param("W_y", "W_y"), Param("b_y", "b_y")]
+    return out
+
+
+# ------------------------------------------------------------------------ .npz files
+def npz_layout(model: Any) -> List[List[Any]]:
+    """The ``layout`` entry of the ``.npz`` format: [name, shape] in the engine's order."""
+    return [[p.name, list(model.params[p.name].shape)] for p in table(model.config)]
+
+
+# --------------------------------------------------------------------- PyTorch names
+class IncompatibleKeys(NamedTuple):
+    """What :func:`load_state_dict` did not use (as ``torch.nn.Module.load_state_dict``)."""
+
+    missing_keys: List[str]
+    unexpected_keys: List[str]
+
+
+def _check_prefix(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _torch_names(model: Any, rnn_prefix: str, linear_prefix: str) -> Dict[str, Tuple[str, bool]]:
+    """state-dict key -> (rnnext parameter, transposed) for every key but the bias_hh ones."""
+    return {
+        p.torch_key(rnn_prefix, linear_prefix): (p.name, KINDS[p.kind].torch_T) for p in table(model.config)
+    }
+
+
+def _bias_hh(key: str, rnn_prefix: str) -> Optional[str]:
+    """The bias_hh key that goes with a bias_ih key (None for any other key)."""
+    stem = rnn_prefix + KINDS["b_h"].torch
+    return rnn_prefix + "bias_hh" + key[len(stem) :] if key.startswith(stem) else None
+
+
+def state_dict(model: Any, *, rnn_prefix: str = "", linear_prefix: str = "linear.") -> Dict[str, np.ndarray]:
+    """Parameters under PyTorch's names and in its shapes (new arrays, not views).
+
+    Keys, for layer k and the reverse direction's ``_reverse`` suffix: ``weight_ih_l{k}``
+    = W_x.T, ``weight_hh_l{k}`` = W_h.T, ``bias_ih_l{k}`` = b_h, ``bias_hh_l{k}`` = 0
+    (PyTorch has two biases where rnnext has their sum); with an output layer
+    ``linear.weight`` = W_y.T and ``linear.bias`` = b_y; with a vocabulary
+    ``embedding.weight`` = E; with ``learn_h0`` ``h0``. The prefixes are prepended to the
+    nn.RNN and nn.Linear keys, e.g. ``rnn_prefix="rnn."`` for a module holding ``self.rnn``.
+    """
+    rp, lp = _check_prefix("rnn_prefix", rnn_prefix), _check_prefix("linear_prefix", linear_prefix)
+    out: Dict[str, np.ndarray] = {}
+    for key, (pname, transposed) in _torch_names(model, rp, lp).items():
+        p = model.params[pname]
+        out[key] = (p.T if transposed else p).copy()
+        hh = _bias_hh(key, rp)
+        if hh is not None:
+            out[hh] = np.zeros_like(p)
+    return out
+
+
+def _as_numpy(key: str, value: Any) -> np.ndarray:
+    """A NumPy array from an array-like or a torch tensor (detached, on the CPU)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor; torch is not imported
+        value = value.detach().cpu().double().numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"state_dict[{key!r}]: expected real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def load_state_dict(
+    model: Any,
+    state_dict: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    rnn_prefix: str = "",
+    linear_prefix: str = "linear.",
+) -> IncompatibleKeys:
+    """Copy parameters from a dict with :func:`state_dict`'s names (NumPy arrays, torch
+    tensors or nested lists); ``b_h`` = ``bias_ih`` + ``bias_hh``.
+
+    A dict without any ``bias_*`` key is an ``nn.RNN(bias=False)``: b_h = 0. With
+    ``strict`` (default) a missing or unexpected key is a ValueError; without it they are
+    skipped (missing parameters keep their values) and returned. Every key and shape is
+    checked before anything is written.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
+    rp, lp = _check_prefix("rnn_prefix", rnn_prefix), _check_prefix("linear_prefix", linear_prefix)
+    names = _torch_names(model, rp, lp)
+    hh_of = {k: hh for k in names for hh in [_bias_hh(k, rp)] if hh is not None}
+    bias_keys = set(hh_of) | set(hh_of.values())
+    no_bias = not any(k in state_dict for k in bias_keys)
+    expected = list(names) + list(hh_of.values())
+    missing = [k for k in expected if k not in state_dict and not (no_bias and k in bias_keys)]
+    unexpected = [k for k in state_dict if k not in names and k not in bias_keys]
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"state_dict: missing keys {missing}, unexpected keys {unexpected} for {model!r} "
+            f"(rnn_prefix={rp!r}, linear_prefix={lp!r}; strict=False skips them)"
+        )
+    new: Dict[str, np.ndarray] = {}
+    for key, (pname, transposed) in names.items():
+        p = model.params[pname]
+        want = p.T.shape if transposed else p.shape
+        parts = []
+        for k in (key, hh_of.get(key)):
+            if k is not None and k in state_dict:
+                arr = _as_numpy(k, state_dict[k])
+                if arr.shape != want:
+                    raise ValueError(f"state_dict[{k!r}]: expected shape {want} (for {pname}), got {arr.shape}")
+                parts.append(arr.astype(np.float64))
+        if parts:
+            value = np.sum(parts, axis=0)
+            new[pname] = value.T if transposed else value
+        elif no_bias and key in hh_of:
+            new[pname] = np.zeros(want)
+    for pname, value in new.items():
+        model.params[pname][...] = value
+    return IncompatibleKeys(missing, unexpected)
+
+
+# ------------------------------------------------------------------ PyTorch modules
 def _torch() -> Any:
     try:
         import torch
@@ -15,11 +211,8 @@ def _torch() -> Any:
     return torch
 
 
-def _suffix(layer: int, direction: int) -> str:
-    return (f"_l{layer}" if layer else "") + ("_reverse" if direction else "")
-
-
 def from_torch(cls: Any, rnn_module: Any, linear: Any = None, **kwargs: Any) -> Any:
+    """A ``cls`` model holding an ``nn.RNN``'s (and ``nn.Linear``'s) parameters."""
     torch = _torch()
     if not isinstance(rnn_module, torch.nn.RNN):
         raise TypeError(f"rnn_module: expected a torch.nn.RNN, got {type(rnn_module).__name__}")
@@ -47,24 +240,17 @@ def from_torch(cls: Any, rnn_module: Any, linear: Any = None, **kwargs: Any) -> 
         dtype=kwargs.pop("dtype", "float64" if dtype == torch.float64 else "float32"),
         **kwargs,
     )
-    sd = {k: v.detach().cpu().double().numpy() for k, v in rnn_module.state_dict().items()}
-    for l in range(rnn_module.num_layers):
-        for d in range(D):
-            t, r = f"_l{l}" + ("_reverse" if d else ""), _suffix(l, d)
-            model.params["W_x" + r][...] = sd["weight_ih" + t].T
-            model.params["W_h" + r][...] = sd["weight_hh" + t].T
-            b = np.zeros(H)
-            if rnn_module.bias:
-                b = sd["bias_ih" + t] + sd["bias_hh" + t]
-            model.params["b_h" + r][...] = b
+    sd = dict(rnn_module.state_dict())  # without biases (bias=False) b_h = 0
     if linear is not None:
-        model.params["W_y"][...] = linear.weight.detach().cpu().double().numpy().T
-        bias = linear.bias
-        model.params["b_y"][...] = 0.0 if bias is None else bias.detach().cpu().double().numpy()
+        sd["linear.weight"] = linear.weight
+        sd["linear.bias"] = torch.zeros(linear.out_features) if linear.bias is None else linear.bias
+    # Not strict: E and h0 (when asked for in kwargs) have no nn.RNN counterpart and keep their values.
+    load_state_dict(model, sd, strict=False)
     return model
 
 
 def to_torch(model: Any) -> Any:
+    """``(nn.RNN, nn.Linear or None)`` holding ``model``'s parameters (from its state dict)."""
     torch = _torch()
     if model.vocab_size:
         raise ValueError("to_torch: a model with a vocabulary has no nn.RNN equivalent (use E separately)")
@@ -80,16 +266,104 @@ def to_torch(model: Any) -> Any:
         dropout=model.config["dropout"],
     ).to(tdtype)
     linear: Optional[Any] = None
-    with torch.no_grad():
-        for l in range(model.num_layers):
-            for d in range(model.num_directions):
-                t, r = f"_l{l}" + ("_reverse" if d else ""), _suffix(l, d)
-                getattr(rnn, "weight_ih" + t).copy_(torch.from_numpy(model.params["W_x" + r].T.copy()))
-                getattr(rnn, "weight_hh" + t).copy_(torch.from_numpy(model.params["W_h" + r].T.copy()))
-                getattr(rnn, "bias_ih" + t).copy_(torch.from_numpy(model.params["b_h" + r].copy()))
-                getattr(rnn, "bias_hh" + t).zero_()
-        if model.output_size:
-            linear = torch.nn.Linear(model.num_directions * model.hidden_size, model.output_size).to(tdtype)
-            linear.weight.copy_(torch.from_numpy(model.params["W_y"].T.copy()))
-            linear.bias.copy_(torch.from_numpy(model.params["b_y"].copy()))
+    if model.output_size:
+        linear = torch.nn.Linear(model.num_directions * model.hidden_size, model.output_size).to(tdtype)
+    sd = {k: torch.from_numpy(v) for k, v in state_dict(model, rnn_prefix="rnn.", linear_prefix="linear.").items()}
+    for prefix, module in (("rnn.", rnn), ("linear.", linear)):
+        if module is not None:
+            module.load_state_dict({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)})
     return rnn, linear
+
+
+# ---------------------------------------------------------------------- Keras weights
+def _keras_layout(model: Any) -> List[Tuple[str, str, Tuple[int, ...]]]:
+    """(rnnext name, description, shape) of each array of the Keras weight list."""
+    return [
+        (p.name, p.keras(), model.params[p.name].shape) for p in table(model.config) if KINDS[p.kind].keras
+    ]
+
+
+def _check_keras_model(model: Any) -> None:
+    if "h0" in model.params:
+        raise ValueError("learn_h0: Keras SimpleRNN has no learned initial state; got learn_h0=True")
+
+
+def keras_weights(model: Any) -> List[np.ndarray]:
+    """Weights in the order of ``keras.Sequential([...]).get_weights()`` (new arrays).
+
+    ``[E]`` if there is a vocabulary (``Embedding``); then per layer, per direction
+    (forward, then backward as in ``Bidirectional``) ``kernel`` = W_x (in, H),
+    ``recurrent_kernel`` = W_h (H, H), ``bias`` = b_h (H,); then with an output layer the
+    ``Dense`` ``kernel`` = W_y and ``bias`` = b_y. Keras is row-vector like rnnext: nothing
+    is transposed. For one layer without output layer it is ``[kernel, recurrent_kernel, bias]``.
+    """
+    _check_keras_model(model)
+    return [model.params[name].copy() for name, _, _ in _keras_layout(model)]
+
+
+def set_keras_weights(model: Any, weights: Sequence[Any]) -> None:
+    """Copy in a list ordered as :func:`keras_weights`; all shapes are checked first."""
+    _check_keras_model(model)
+    if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, Sequence):
+        raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}")
+    layout = _keras_layout(model)
+    if len(weights) != len(layout):
+        wanted = ", ".join(f"{desc} {shape}" for _, desc, shape in layout)
+        raise ValueError(f"weights: expected {len(layout)} arrays ({wanted}), got {len(weights)}")
+    arrays = []
+    for i, ((_, desc, shape), w) in enumerate(zip(layout, weights)):
+        arr = np.asarray(w)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"weights[{i}] ({desc}): expected real numbers, got dtype {arr.dtype}")
+        if arr.shape != shape:
+            raise ValueError(f"weights[{i}] ({desc}): expected shape {shape}, got {arr.shape}")
+        arrays.append(arr)
+    for (name, _, _), arr in zip(layout, arrays):
+        model.params[name][...] = arr
+
+
+def from_keras_weights(cls: Any, weights: Sequence[Any], **kwargs: Any) -> Any:
+    """A model built from a Keras weight list (see :func:`keras_weights`).
+
+    The sizes come from the shapes; ``num_layers`` and ``bidirectional`` (default 1 and
+    False) say how many SimpleRNN arrays there are, and an extra 1 (first) or 2 (last)
+    arrays are an Embedding or a Dense layer. Other keyword arguments go to ``RNN``
+    (``nonlinearity`` must match the Keras ``activation``); the dtype defaults to the
+    kernel's (float64 stays float64, anything else becomes float32).
+    """
+    if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, Sequence):
+        raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}")
+    for key in ("input_size", "hidden_size", "output_size", "vocab_size"):
+        if key in kwargs:
+            raise TypeError(f"{key}: comes from the weights' shapes; do not pass it")
+    num_layers = kwargs.get("num_layers", 1)
+    directions = 2 if kwargs.get("bidirectional", False) else 1
+    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+        raise ValueError(f"num_layers: expected an int >= 1, got {num_layers!r}")
+    n_rnn = len(CELL_KINDS) * num_layers * directions
+    extra = len(weights) - n_rnn
+    if extra not in (0, 1, 2, 3):
+        raise ValueError(
+            f"weights: expected {n_rnn} SimpleRNN arrays (3 per layer and direction), optionally preceded "
+            f"by 1 Embedding array and followed by 2 Dense arrays, got {len(weights)} arrays"
+        )
+    shapes = [np.shape(w) for w in weights]
+    first = 1 if extra in (1, 3) else 0
+    kernel = shapes[first]
+    if len(kernel) != 2:
+        raise ValueError(f"weights[{first}] (SimpleRNN kernel): expected 2 dimensions, got shape {kernel}")
+    if first and len(shapes[0]) != 2:
+        raise ValueError(f"weights[0] (Embedding embeddings): expected 2 dimensions, got shape {shapes[0]}")
+    if extra >= 2 and len(shapes[-2]) != 2:
+        raise ValueError(f"weights[{len(weights) - 2}] (Dense kernel): expected 2 dimensions, got shape {shapes[-2]}")
+    if "dtype" not in kwargs:
+        kwargs["dtype"] = "float64" if np.asarray(weights[first]).dtype == np.float64 else "float32"
+    model = cls(
+        kernel[0],
+        kernel[1],
+        shapes[-2][1] if extra >= 2 else None,
+        vocab_size=shapes[0][0] if first else None,
+        **kwargs,
+    )
+    set_keras_weights(model, weights)
+    return model

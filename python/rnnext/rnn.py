@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from . import serialization
+from . import interop, serialization
 from ._checks import (
     as_float_array,
     as_int_array,
@@ -154,8 +154,12 @@ class RNN:
         self.flat_grads: np.ndarray = flat_g
         self.params: Dict[str, np.ndarray] = {}
         self.grads: Dict[str, np.ndarray] = {}
-        for name, offset, shape in self._core.layout:
-            n = int(np.prod(shape))
+        # The engine lists its tensors by kind; their names come from interop's table.
+        names = interop.table(self._config)
+        if [p.kind for p in names] != [kind for kind, _, _ in self._core.layout]:
+            raise RuntimeError(f"internal: engine layout {self._core.layout} does not follow interop.table")
+        for p, (_, offset, shape) in zip(names, self._core.layout):
+            name, n = p.name, int(np.prod(shape))
             self.params[name] = flat_p[offset : offset + n].reshape(shape)
             self.grads[name] = flat_g[offset : offset + n].reshape(shape)
 
@@ -192,8 +196,9 @@ class RNN:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         H = self.hidden_size
         k = 1.0 / np.sqrt(H)
+        kinds = {p.name: p.kind for p in interop.table(self._config)}
         for name, p in self.params.items():
-            base = name.split("_l")[0].split("_reverse")[0]
+            base = kinds[name]
             if name == "E":
                 p[...] = rng.standard_normal(p.shape)
             elif name == "h0":
@@ -400,30 +405,27 @@ class RNN:
     @classmethod
     def from_torch(cls, rnn_module: Any, linear: Any = None, **kwargs: Any) -> "RNN":
         """An equal model from a ``torch.nn.RNN`` (and an optional ``torch.nn.Linear``)."""
-        from .interop import from_torch
-
-        return from_torch(cls, rnn_module, linear, **kwargs)
+        return interop.from_torch(cls, rnn_module, linear, **kwargs)
 
     def to_torch(self) -> Any:
         """``(torch.nn.RNN, torch.nn.Linear or None)`` holding this model's parameters."""
-        from .interop import to_torch
-
-        return to_torch(self)
+        return interop.to_torch(self)
 
     # ------------------------------------------- copies, files, PyTorch and Keras names
-    # All in serialization.py. A copy, even copy.copy, gets its own engine and buffers:
-    # params and grads are views into the engine's memory and must never be shared.
+    # Copies and files in serialization.py, foreign layouts in interop.py. A copy, even
+    # copy.copy, gets its own engine and buffers: params and grads are views into the
+    # engine's memory and must never be shared.
     def __getstate__(self) -> Dict[str, Any]:
         return serialization.get_state(self)
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        serialization.set_state(self, state)
+        serialization.set_state(RNN, self, state)
 
     def __copy__(self) -> "RNN":
-        return serialization.clone(self, None)
+        return serialization.clone(RNN, self, None)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "RNN":
-        return serialization.clone(self, memo)
+        return serialization.clone(RNN, self, memo)
 
     def save(self, path: serialization.PathLike) -> None:
         """Write the config and parameters to an ``.npz`` file; read it with ``rnnext.load``."""
@@ -431,7 +433,7 @@ class RNN:
 
     def state_dict(self, *, rnn_prefix: str = "", linear_prefix: str = "linear.") -> Dict[str, np.ndarray]:
         """Parameters under PyTorch's ``nn.RNN``/``nn.Linear`` names and shapes (copies)."""
-        return serialization.state_dict(self, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix)
+        return interop.state_dict(self, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix)
 
     def load_state_dict(
         self,
@@ -440,21 +442,31 @@ class RNN:
         strict: bool = True,
         rnn_prefix: str = "",
         linear_prefix: str = "linear.",
-    ) -> serialization.IncompatibleKeys:
+    ) -> interop.IncompatibleKeys:
         """Copy in a PyTorch-named state dict (arrays or tensors); b_h = bias_ih + bias_hh."""
-        return serialization.load_state_dict(
+        return interop.load_state_dict(
             self, state_dict, strict=strict, rnn_prefix=rnn_prefix, linear_prefix=linear_prefix
         )
 
     def keras_weights(self) -> List[np.ndarray]:
         """Keras ``get_weights()`` order: [kernel (I, H), recurrent_kernel (H, H), bias (H,)] per cell."""
-        return serialization.keras_weights(self)
+        return interop.keras_weights(self)
 
     def set_keras_weights(self, weights: Sequence[Any]) -> None:
         """Copy in a Keras weight list (the order of ``keras_weights``)."""
-        serialization.set_keras_weights(self, weights)
+        interop.set_keras_weights(self, weights)
 
     @classmethod
     def from_keras_weights(cls, weights: Sequence[Any], **kwargs: Any) -> "RNN":
         """A model whose sizes come from a Keras weight list; kwargs go to ``RNN``."""
-        return serialization.from_keras_weights(cls, weights, **kwargs)
+        return interop.from_keras_weights(cls, weights, **kwargs)
+
+
+def load(path: serialization.PathLike) -> RNN:
+    """Read a model written by ``RNN.save``; every check passes before a model is returned.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for anything
+    else wrong (see ``docs/file_format.md``).
+    """
+    model: RNN = serialization.load(RNN, path)
+    return model
