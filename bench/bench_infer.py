@@ -291,14 +291,14 @@ def print_report(r: Dict[str, Any]) -> None:
     print(f"forward only, eval, no gradient; median over {r['rounds']} interleaved rounds of the time per call; "
           "GFLOP/s counts 2*T*B*(I*H + H*H + H*O)\n")
     names = ["rnnext", "rnnext.step"] + PEERS
-    print(f"{'shape (I,H,O,B,T)':30s}" + "".join(f"{n + ' us':>16s}" for n in names)
+    print(f"{'shape (I,H,O,B,T)':30s}" + "".join(f"{n + ' ms':>16s}" for n in names)
           + f"{'rnnext / best':>22s}{'GFLOP/s':>9s}{'max |diff|':>12s}")
     for shape, s in r["shapes"].items():
         sh = s["shape"]
         line = f"{shape + ' ({I},{H},{O},{B},{T})'.format(**sh):30s}"
         for n in names:
             im = s["impls"].get(n)
-            line += f"{im['median_us']:16.1f}" if im else f"{'missing' if n in s['missing'] else '-':>16s}"
+            line += f"{im['median_us'] / 1e3:16.4g}" if im else f"{'missing' if n in s['missing'] else '-':>16s}"
         rx = s.get("ratio_rnnext")
         line += f"{rx:12.2f} {s['best_peer']:9s}" if rx is not None else f"{'no peer':>22s}"
         line += f"{s['impls']['rnnext']['gflops']:9.1f}"
