@@ -34,12 +34,17 @@ static std::string shape_of(const py::array& a) {
 // drop the imaginary part of complex input silently.
 template <class T>
 static Arr<T> real_array(py::handle obj, const char* name, const char* or_none) {
-    py::array raw = py::array::ensure(obj);
+    py::object held = py::reinterpret_borrow<py::object>(obj);
+    // A torch tensor is read as values, detached from autograd, as forward() reads it.
+    if (!py::isinstance<py::array>(obj) && py::hasattr(obj, "detach") && py::hasattr(obj, "cpu"))
+        held = obj.attr("detach")().attr("cpu")();
+    py::array raw = py::array::ensure(held);
     const char kind = raw ? raw.dtype().kind() : 'O';
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(name) + ": expected an array of real numbers" + or_none + ", got " +
-                             (raw ? "dtype " + std::string(py::str(raw.dtype()))
-                                  : std::string(py::str(py::type::of(obj).attr("__name__")))));
+                             (obj.is_none() ? std::string("None")
+                              : raw         ? "dtype " + std::string(py::str(raw.dtype()))
+                                            : std::string(py::str(py::type::of(obj).attr("__name__")))));
     return Arr<T>::ensure(raw);
 }
 
@@ -76,11 +81,13 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
         xp = xa.data();
     }
     std::vector<py::ssize_t> hshape;  // as forward() takes h0
-    if (S > 1) hshape.push_back(S);
     if (!unbatched) hshape.push_back(B);
     hshape.push_back(H);
     if (!h.is_none()) {
         ha = real_array<T>(h, "h", " or None");
+        // PyTorch's leading (num_layers * directions) axis: always with S > 1, optional with S = 1;
+        // h_new has the rank of the h given.
+        if (S > 1 || ha.ndim() == static_cast<py::ssize_t>(hshape.size()) + 1) hshape.insert(hshape.begin(), S);
         bool same = ha.ndim() == static_cast<py::ssize_t>(hshape.size());
         for (std::size_t i = 0; same && i < hshape.size(); ++i) same = ha.shape(i) == hshape[i];
         if (!same) {
@@ -88,6 +95,8 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
             throw py::value_error("h: expected shape " + shape_of(want) + ", got shape " + shape_of(ha));
         }
         hp = ha.data();
+    } else if (S > 1) {
+        hshape.insert(hshape.begin(), S);
     }
     std::vector<py::ssize_t> yshape;
     if (!unbatched) yshape.push_back(B);

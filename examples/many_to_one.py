@@ -1,7 +1,8 @@
 """Many-to-one (001, 004): read a whole sequence, classify it at its last step.
 
 Bit sequences of different lengths (padded, with `lengths`): are there more ones than zeros?
-The loss mask keeps only each sequence's last step.
+`rnnext.gather_last` picks each sequence's output at its last step (by `lengths`) and
+`rnnext.scatter_last` puts the loss gradient back at those steps.
 """
 
 import numpy as np
@@ -17,9 +18,8 @@ def batch(rng: np.random.Generator, B: int, T: int) -> tuple:
     steps = np.arange(T)[:, None]
     bits = np.where(steps < lengths, bits, 0)
     labels = (2 * bits.sum(0) > lengths).astype(int)
-    mask = (steps == lengths - 1).astype(np.float32)  # the last step of each sequence
     x = np.eye(2, dtype=np.float32)[bits]  # (T, B, 2) one-hot bits
-    return x, lengths, np.broadcast_to(labels, (T, B)), mask
+    return x, lengths, labels
 
 
 def main(steps: int = 600, seed: int = 0) -> float:
@@ -27,17 +27,17 @@ def main(steps: int = 600, seed: int = 0) -> float:
     rnn = rnnext.RNN(2, 16, 2, seed=seed)
     opt = rnnext.optim.SGD(rnn, lr=0.3)
     for _ in range(steps):
-        x, lengths, labels, mask = batch(rng, 32, 11)
+        x, lengths, labels = batch(rng, 32, 11)
         logits, _ = rnn(x, lengths=lengths)
-        loss, dlogits = softmax_cross_entropy(logits, labels, mask=mask, reduction="mean")
+        last = rnnext.gather_last(logits, lengths)  # (B, 2): each sequence's last step
+        loss, dlast = softmax_cross_entropy(last, labels, reduction="mean")
         opt.zero_grad()
-        rnn.backward(dlogits)
+        rnn.backward(rnnext.scatter_last(dlast, lengths, logits))
         rnnext.optim.clip_grad_norm(rnn, 5.0)
         opt.step()
-    x, lengths, labels, mask = batch(rng, 500, 11)
+    x, lengths, labels = batch(rng, 500, 11)
     logits, _ = rnn(x, lengths=lengths)
-    last = logits[lengths - 1, np.arange(500)]
-    accuracy = float(np.mean(last.argmax(-1) == labels[0]))
+    accuracy = float(np.mean(rnnext.gather_last(logits, lengths).argmax(-1) == labels))
     print(f"many-to-one majority vote: loss {loss:.4f}, held-out accuracy {accuracy:.3f}")
     return accuracy
 

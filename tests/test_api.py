@@ -120,7 +120,11 @@ def test_seed_makes_initialisation_reproducible():
 
 def test_repr():
     r = repr(rnnext.RNN(3, 4, 2, nonlinearity="relu", dtype="float64"))
-    assert r == "RNN(3, 4, output_size=2, nonlinearity='relu', dtype='float64')"
+    assert r == (
+        "RNN(3, 4, output_size=2, nonlinearity='relu', output_activation=None, dtype='float64', "
+        "num_layers=1, bidirectional=False, dropout=0.0, vocab_size=None, learn_h0=False, "
+        "init='default', batch_first=False)"
+    )
 
 
 @pytest.mark.parametrize(

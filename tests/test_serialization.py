@@ -96,7 +96,8 @@ def test_equality_is_identity_and_repr_is_useful():
     assert model == model and model != copy.deepcopy(model)
     assert type(model).__eq__ is object.__eq__ and hash(model) == object.__hash__(model)
     text = repr(model)
-    assert text == "RNN(3, 4, output_size=2, num_layers=2, bidirectional=True, dtype='float64')"
+    assert text.startswith("RNN(3, 4, output_size=2, nonlinearity='tanh', output_activation=None, dtype='float64', ")
+    assert "num_layers=2, bidirectional=True," in text and text.endswith("init='default', batch_first=False)")
     rebuilt = eval(text, {"RNN": rnnext.RNN})
     assert rebuilt.config == model.config
 

@@ -237,7 +237,7 @@ def test_step_leaves_a_pending_backward_alone():
 
 STEP_ERRORS = [
     (dict(), "step(np.zeros((2, 4)), None)", ValueError, r"x: expected shape \(3,\) or \(B, 3\), got shape \(2, 4\)"),
-    (dict(), "step(np.zeros(3), np.zeros((1, 5)))", ValueError, r"h: expected shape \(5,\), got shape \(1, 5\)"),
+    (dict(), "step(np.zeros(3), np.zeros((2, 5)))", ValueError, r"h: expected shape \(1, 5\), got shape \(2, 5\)"),
     (dict(), "step(np.zeros((2, 3)), np.zeros((3, 5)))", ValueError, r"h: expected shape \(2, 5\), got shape \(3, 5\)"),
     (dict(num_layers=2), "step(np.zeros(3), np.zeros(5))", ValueError, r"h: expected shape \(2, 5\)"),
     (dict(), "step(['a', 'b', 'c'], None)", TypeError, r"x: expected an array of real numbers"),

@@ -39,3 +39,18 @@ def engine(core: _core.ModelF32, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]
     layout: List[Tuple[str, int, Tuple[int, ...]]] = core.layout
     params: np.ndarray = core.params
     return core.forward(x, None, None, None, x.shape[0], x.shape[1], False)
+
+
+def pytorch_habits(rnn: rnnext.RNN, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> float:
+    bf = rnnext.RNN(8, 32, 5, nonlinearity="relu", init="orthogonal", batch_first=True)
+    y, h_n = bf(x, np.zeros((1, x.shape[0], 32)), lengths=lengths)
+    last: np.ndarray = rnnext.gather_last(y, lengths, batch_first=True)
+    loss, dlast = softmax_cross_entropy(last, labels, reduction="mean")
+    dx, dh0 = bf.backward(rnnext.scatter_last(dlast, lengths, y, batch_first=True))
+    bf.backward(dh_n=h_n)
+    named: List[Tuple[str, np.ndarray]] = list(bf.named_parameters())
+    total = sum(p.size for p in bf.parameters()) + len(named)
+    opt = rnnext.optim.AdamW(bf, lr=1e-3, weight_decay=0.01)
+    rnnext.optim.SGD(rnn, 0.1, weight_decay=1e-4).step()
+    opt.step()
+    return loss + total

@@ -44,28 +44,53 @@ def as_real_array(name: str, value: Any) -> np.ndarray:
     """An array of real numbers, not yet converted (no copy for an ndarray)."""
     arr = value if isinstance(value, np.ndarray) else _from_sequence(name, value)
     if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected real numbers, got an array of dtype {arr.dtype}")
+        raise TypeError(f"{name}: expected real numbers, got {_describe(value, arr)}")
     return arr
 
 
 def as_float_array(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous array of the model's dtype; real numbers only (no copy when possible)."""
-    return np.ascontiguousarray(as_real_array(name, value), dtype=dtype)
+    """A C-contiguous array of the model's dtype; real numbers only (no copy when possible).
+    A scalar stays 0-d, so that messages show the shape the caller passed."""
+    return np.asarray(as_real_array(name, value), dtype=dtype, order="C")
 
 
 def as_int_array(name: str, value: Any) -> np.ndarray:
+    """Integers; floats are accepted when every value is a whole number (10.0, not 4.5)."""
     arr = value if isinstance(value, np.ndarray) else _from_sequence(name, value)
-    if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            pass  # whole-valued floats are accepted as integers
-        elif not (arr.dtype.kind == "f" and arr.size == 0):
-            raise TypeError(f"{name}: expected integers, got an array of dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not whole.all():
+            pos = first_bad_position(~whole)
+            raise TypeError(f"{name}: expected integers (or whole-valued floats), got {arr[pos].item()!r} at {name}{list(pos)}")
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integers, got {_describe(value, arr)}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _describe(value: Any, arr: np.ndarray) -> str:
+    """What the caller passed, for a message: None, a type name, or an array's dtype."""
+    if value is None:
+        return "None"
+    if arr.dtype == object and not isinstance(value, np.ndarray):
+        return f"{type(value).__name__} {value!r:.60}"
+    return f"an array of dtype {arr.dtype}"
+
+
+def torch_to_numpy(value: Any) -> Any:
+    """A torch tensor's values as a NumPy array, detached from autograd and copied to the
+    CPU (the result never links back to the graph); anything else unchanged. torch is not
+    imported: a tensor is recognised by its type's module."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "cpu"):
+        t = value.detach().cpu()
+        if t.dtype.is_floating_point and t.element_size() < 4:  # NumPy has no bfloat16
+            t = t.float()
+        return t.numpy()
+    return value
 
 
 def _from_sequence(name: str, value: Any) -> np.ndarray:
     try:
-        return np.asarray(value)
+        return np.asarray(torch_to_numpy(value))
     except (ValueError, TypeError) as e:
         raise TypeError(f"{name}: expected an array-like of numbers, got {type(value).__name__}: {e}") from e
 

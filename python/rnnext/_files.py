@@ -1,5 +1,5 @@
-"""The two file operations that models and checkpoints share: an atomic ``.npz`` write and
-a read that checks the whole archive before anything is used."""
+"""The file operations that models, checkpoints and exports share: an atomic write (of an
+``.npz`` or any bytes) and a read that checks the whole archive before anything is used."""
 
 from __future__ import annotations
 
@@ -7,19 +7,24 @@ import os
 import tempfile
 import zipfile
 import zlib
-from typing import Any, Dict, Mapping
+from typing import Any, BinaryIO, Callable, Dict, Mapping
 
 import numpy as np
 
 
 def write_npz_atomic(path: str, arrays: Mapping[str, Any]) -> None:
-    """Write ``arrays`` to ``path`` (no ``.npz`` appended) through a temporary file in the same
-    folder, synced and then renamed: an interrupted save never replaces a good file."""
+    """Write ``arrays`` to ``path`` (no ``.npz`` appended) atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, sync it and rename it to
+    ``path``: an interrupted save never replaces a good file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)

@@ -158,7 +158,7 @@ def load_checkpoint(path: Any) -> Checkpoint:
         if cls is None:
             raise _bad(path, f"unknown optimizer type {state.get('type')!r}")
         try:
-            optimizer = cls(model, lr=state["lr"], **{k: state[k] for k in cls.hyper})
+            optimizer = cls(model, lr=state["lr"], **{k: state[k] for k in cls.hyper if k in state})
             optimizer.load_state_dict(state)
         except (KeyError, TypeError, ValueError) as e:
             raise _bad(path, f"its optimizer state is invalid ({type(e).__name__}: {e})") from e

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 import numpy as np
 
+from ._checks import torch_to_numpy
+
 
 class Kind(NamedTuple):
     """Where one kind of parameter lives in each foreign layout."""
@@ -68,8 +70,9 @@ class Param(NamedTuple):
 
     def keras(self) -> str:
         k = KINDS[self.kind]
-        where = f", layer {self.layer} {'backward' if self.direction else 'forward'}" if self.kind in CELL_KINDS else ""
-        return f"{k.keras}{where}"
+        if self.kind not in CELL_KINDS:
+            return str(k.keras)
+        return f"{k.keras}, layer {self.layer} {'backward' if self.direction else 'forward'}"
 
 
 def table(config: Mapping[str, Any]) -> List[Param]:
@@ -142,9 +145,7 @@ def state_dict(model: Any, *, rnn_prefix: str = "", linear_prefix: str = "linear
 
 def _as_numpy(key: str, value: Any) -> np.ndarray:
     """A NumPy array from an array-like or a torch tensor (detached, on the CPU)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor; torch is not imported
-        value = value.detach().cpu().double().numpy()
-    arr = np.asarray(value)
+    arr = np.asarray(torch_to_numpy(value))
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"state_dict[{key!r}]: expected real numbers, got dtype {arr.dtype}")
     return arr
@@ -202,6 +203,34 @@ def load_state_dict(
     return IncompatibleKeys(missing, unexpected)
 
 
+# ---------------------------------------------------------------------- ONNX tensors
+def onnx_view(model: Any, name: str) -> np.ndarray:
+    """Parameter ``name`` in ONNX's layout (a view: writing to it sets the parameter).
+    E, h0, W_y and b_y are as in rnnext; cells go through :func:`onnx_rnn_tensors`."""
+    p = model.params[name]
+    return p.T if KINDS[next(q.kind for q in table(model.config) if q.name == name)].onnx_T else p
+
+
+def _onnx_cell(model: Any, layer: int, kind: str, direction: int) -> np.ndarray:
+    return onnx_view(model, kind + suffix(layer, direction))
+
+
+def onnx_rnn_tensors(model: Any, layer: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs ``W`` (D, H, in), ``R`` (D, H, H), ``B`` (D, 2H) of layer ``layer``'s ONNX
+    ``RNN`` node: per direction W_x.T, W_h.T and [b_h, 0] (new arrays)."""
+    D = model.num_directions
+    W, R, b = (np.stack([_onnx_cell(model, layer, k, d) for d in range(D)]) for k in CELL_KINDS)
+    return W, R, np.concatenate([b, np.zeros_like(b)], axis=1)
+
+
+def set_onnx_rnn_tensors(model: Any, layer: int, W: np.ndarray, R: np.ndarray, B: np.ndarray) -> None:
+    """The inverse of :func:`onnx_rnn_tensors`; b_h = Wb + Rb. Shapes are the caller's to check."""
+    H = model.hidden_size
+    for d in range(model.num_directions):
+        for kind, value in zip(CELL_KINDS, (W[d], R[d], B[d, :H] + B[d, H:])):
+            _onnx_cell(model, layer, kind, d)[...] = value
+
+
 # ------------------------------------------------------------------ PyTorch modules
 def _torch() -> Any:
     try:
@@ -218,8 +247,6 @@ def from_torch(cls: Any, rnn_module: Any, linear: Any = None, **kwargs: Any) -> 
         raise TypeError(f"rnn_module: expected a torch.nn.RNN, got {type(rnn_module).__name__}")
     if linear is not None and not isinstance(linear, torch.nn.Linear):
         raise TypeError(f"linear: expected a torch.nn.Linear or None, got {type(linear).__name__}")
-    if rnn_module.batch_first:
-        raise ValueError("rnn_module: batch_first=True is not supported; rnnext is time-major (T, B, .)")
     if getattr(rnn_module, "proj_size", 0):
         raise ValueError("rnn_module: proj_size is not supported by nn.RNN conversion")
     D = 2 if rnn_module.bidirectional else 1
@@ -237,6 +264,7 @@ def from_torch(cls: Any, rnn_module: Any, linear: Any = None, **kwargs: Any) -> 
         num_layers=rnn_module.num_layers,
         bidirectional=rnn_module.bidirectional,
         dropout=float(rnn_module.dropout),
+        batch_first=kwargs.pop("batch_first", bool(rnn_module.batch_first)),
         dtype=kwargs.pop("dtype", "float64" if dtype == torch.float64 else "float32"),
         **kwargs,
     )
@@ -264,6 +292,7 @@ def to_torch(model: Any) -> Any:
         nonlinearity=model.nonlinearity,
         bidirectional=model.bidirectional,
         dropout=model.config["dropout"],
+        batch_first=model.batch_first,
     ).to(tdtype)
     linear: Optional[Any] = None
     if model.output_size:
@@ -306,6 +335,7 @@ def set_keras_weights(model: Any, weights: Sequence[Any]) -> None:
     _check_keras_model(model)
     if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, Sequence):
         raise TypeError(f"weights: expected a list of arrays, got {type(weights).__name__}")
+    _refuse_other_cells(weights)
     layout = _keras_layout(model)
     if len(weights) != len(layout):
         wanted = ", ".join(f"{desc} {shape}" for _, desc, shape in layout)
@@ -336,6 +366,7 @@ def from_keras_weights(cls: Any, weights: Sequence[Any], **kwargs: Any) -> Any:
     for key in ("input_size", "hidden_size", "output_size", "vocab_size"):
         if key in kwargs:
             raise TypeError(f"{key}: comes from the weights' shapes; do not pass it")
+    _refuse_other_cells(weights)
     num_layers = kwargs.get("num_layers", 1)
     directions = 2 if kwargs.get("bidirectional", False) else 1
     if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
@@ -367,3 +398,108 @@ def from_keras_weights(cls: Any, weights: Sequence[Any], **kwargs: Any) -> Any:
     )
     set_keras_weights(model, weights)
     return model
+
+
+# Gated cells stack their gates along the kernels' last axis: (in, g*H), (H, g*H).
+_GATED_CELLS = {4: "LSTM", 3: "GRU"}
+
+
+def _refuse_other_cells(weights: Sequence[Any]) -> None:
+    """A weight list of a Keras LSTM or GRU is named as such, not reported as a bad shape."""
+    shapes = [np.shape(w) for w in weights]
+    for i, (k, r) in enumerate(zip(shapes, shapes[1:])):
+        if len(k) == 2 and len(r) == 2 and k[1] == r[1] and r[0] and r[1] // r[0] in _GATED_CELLS and r[1] % r[0] == 0:
+            g, H = r[1] // r[0], r[0]
+            raise ValueError(
+                f"weights: these look like a Keras {_GATED_CELLS[g]}'s (weights[{i}] kernel {k}, "
+                f"weights[{i + 1}] recurrent_kernel {r}: {g} gates of {H} units); rnnext is a vanilla "
+                f"RNN and reads SimpleRNN weights: kernel (I, H), recurrent_kernel (H, H), bias (H,)"
+            )
+
+
+# ----------------------------------------------------------------------- Keras layers
+_KERAS_OUTPUT = {"linear": None, "softmax": "softmax", "sigmoid": "sigmoid"}
+
+
+def _keras_activation(layer: Any, allowed: Mapping[str, Optional[str]], what: str) -> Optional[str]:
+    act = layer.get_config().get("activation")
+    name = act if isinstance(act, str) else getattr(layer.activation, "__name__", repr(act))
+    if name not in allowed:
+        raise ValueError(
+            f"layer: {layer.name!r} has activation={name!r}; rnnext's {what} is one of {sorted(allowed)}"
+        )
+    return allowed[name]
+
+
+def _keras_rnn(layer: Any) -> Tuple[Dict[str, Any], List[np.ndarray], bool]:
+    """(settings, weights, return_sequences) of a SimpleRNN or Bidirectional(SimpleRNN) layer."""
+    cls = type(layer).__name__
+    cells = [layer.forward_layer, layer.backward_layer] if cls == "Bidirectional" else [layer]
+    if cls == "Bidirectional" and layer.merge_mode != "concat":
+        raise ValueError(f"layer: {layer.name!r} merges its directions by {layer.merge_mode!r}; rnnext concatenates")
+    weights: List[np.ndarray] = []
+    for d, cell in enumerate(cells):
+        kind = type(cell).__name__
+        if kind != "SimpleRNN":
+            raise ValueError(
+                f"layer: {cell.name!r} is a Keras {kind}; rnnext is a vanilla RNN and converts SimpleRNN layers"
+            )
+        if cell.go_backwards != bool(d) or getattr(cell, "stateful", False):
+            raise ValueError(f"layer: {cell.name!r} has go_backwards={cell.go_backwards} or stateful=True; not supported")
+        w = [np.asarray(a) for a in cell.get_weights()]
+        if not cell.use_bias:  # b_h = 0
+            w.append(np.zeros(w[1].shape[0], w[0].dtype))
+        weights += w
+    act = {k: k for k in ("tanh", "relu", "sigmoid")}
+    settings = dict(nonlinearity=_keras_activation(cells[0], act, "nonlinearity"), bidirectional=len(cells) == 2,
+                    units=cells[0].units)
+    return settings, weights, bool(cells[0].return_sequences)
+
+
+def from_keras(cls: Any, layer: Any, **kwargs: Any) -> Any:
+    """A ``cls`` model equal to a Keras ``SimpleRNN``, ``Bidirectional(SimpleRNN)``, or a
+    ``Sequential`` of an optional ``Embedding``, such layers and an optional ``Dense``.
+
+    The layers' configs give what a weight list cannot: the activation (``nonlinearity``),
+    the direction, the number of layers and the Dense activation (``output_activation``:
+    linear, softmax or sigmoid). ``batch_first`` defaults to True, Keras's (B, T, ...)
+    layout; other keyword arguments go to ``RNN``. ``y`` holds every step: a layer with
+    ``return_sequences=False`` outputs ``y[:, -1]``. LSTM and GRU layers are refused by name.
+    """
+    name = type(layer).__name__
+    if name in ("Sequential", "Functional", "Model"):
+        layers = [l for l in layer.layers if type(l).__name__ != "InputLayer"]
+    elif name in ("SimpleRNN", "Bidirectional", "LSTM", "GRU"):
+        layers = [layer]
+    else:
+        raise TypeError(f"layer: expected a Keras SimpleRNN, Bidirectional or Sequential, got {name}")
+    weights: List[np.ndarray] = []
+    if layers and type(layers[0]).__name__ == "Embedding":
+        weights.append(np.asarray(layers[0].get_weights()[0]))
+        layers = layers[1:]
+    dense = layers.pop() if layers and type(layers[-1]).__name__ == "Dense" else None
+    if not layers:
+        raise ValueError(f"layer: {layer.name!r} holds no SimpleRNN layer")
+    found = [_keras_rnn(l) for l in layers]
+    first = found[0][0]
+    for l, (settings, _, seqs) in zip(layers, found):
+        if settings != first:
+            raise ValueError(f"layer: {l.name!r} differs from the first recurrent layer ({settings} vs {first})")
+    for l, (_, _, seqs) in zip(layers[:-1], found[:-1]):
+        if not seqs:
+            raise ValueError(f"layer: {l.name!r} has return_sequences=False but feeds another recurrent layer")
+    for _, w, _ in found:
+        weights += w
+    output_activation = None
+    if dense is not None:
+        if (dense.use_bias and len(dense.get_weights()) != 2) or np.ndim(dense.get_weights()[0]) != 2:
+            raise ValueError(f"layer: {dense.name!r} is not a Dense layer on the states")
+        output_activation = _keras_activation(dense, _KERAS_OUTPUT, "output_activation")
+        dw = [np.asarray(a) for a in dense.get_weights()]
+        weights += dw if dense.use_bias else [dw[0], np.zeros(dw[0].shape[1], dw[0].dtype)]
+    kwargs.setdefault("batch_first", True)
+    kwargs.setdefault("output_activation", output_activation)
+    return from_keras_weights(
+        cls, weights, num_layers=len(layers), bidirectional=first["bidirectional"],
+        nonlinearity=first["nonlinearity"], **kwargs,
+    )

@@ -9,19 +9,20 @@ as PyTorch does.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Literal, Tuple, get_args
 
 import numpy as np
 
 from . import _core
-from ._checks import check_choice, first_bad_position
+from ._checks import check_choice, first_bad_position, torch_to_numpy
 
-REDUCTIONS = ("sum", "mean")
+Reduction = Literal["sum", "mean"]
+REDUCTIONS: Tuple[str, ...] = get_args(Reduction)
 
 
 def _prepare(name: str, logits: Any, mask: Any, reduction: str) -> Tuple[np.ndarray, np.ndarray]:
     check_choice("reduction", reduction, REDUCTIONS)
-    z = np.asarray(logits)
+    z = np.asarray(torch_to_numpy(logits))  # torch tensors: read as values, detached
     if z.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got dtype {z.dtype}")
     if z.dtype.kind != "f":
@@ -32,7 +33,7 @@ def _prepare(name: str, logits: Any, mask: Any, reduction: str) -> Tuple[np.ndar
     if mask is None:
         m = np.ones(lead, dtype=z.dtype)
     else:
-        m = np.asarray(mask)
+        m = np.asarray(torch_to_numpy(mask))
         if m.dtype.kind not in "biuf":
             raise TypeError(f"mask: expected booleans or numbers, got dtype {m.dtype}")
         if m.shape != lead:
@@ -57,7 +58,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(
-    logits: Any, targets: Any, mask: Any = None, reduction: str = "sum"
+    logits: Any, targets: Any, mask: Any = None, reduction: Reduction = "sum"
 ) -> Tuple[float, np.ndarray]:
     """Cross-entropy of softmax(logits) against class ids (...) or distributions (..., C)."""
     if mask is None and reduction in REDUCTIONS and isinstance(logits, np.ndarray) and isinstance(targets, np.ndarray):
@@ -72,7 +73,7 @@ def softmax_cross_entropy(
     z, m = _prepare("logits", logits, mask, reduction)
     C = z.shape[-1]
     logp = _log_softmax(z)
-    t = np.asarray(targets)
+    t = np.asarray(torch_to_numpy(targets))
     if t.shape == z.shape and t.dtype.kind == "f":
         q = t.astype(z.dtype)
     elif t.shape == z.shape[:-1]:
@@ -103,7 +104,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _targets_like(t: Any, z: np.ndarray) -> np.ndarray:
-    t = np.asarray(t)
+    t = np.asarray(torch_to_numpy(t))
     if t.shape != z.shape:
         raise ValueError(f"targets: expected the shape of the first argument, {z.shape}, got {t.shape}")
     if t.dtype.kind not in "biuf":
@@ -115,7 +116,7 @@ def sigmoid_cross_entropy(
     logits: Any,
     targets: Any,
     mask: Any = None,
-    reduction: str = "sum",
+    reduction: Reduction = "sum",
     positive_only: bool = False,
 ) -> Tuple[float, np.ndarray]:
     """Binary cross-entropy of sigmoid(logits) per element.
@@ -134,7 +135,7 @@ def sigmoid_cross_entropy(
     return _reduce(np.sum(elem, axis=-1), grad * m[..., None], m, reduction, z.shape[-1])
 
 
-def mse(y: Any, targets: Any, mask: Any = None, reduction: str = "sum") -> Tuple[float, np.ndarray]:
+def mse(y: Any, targets: Any, mask: Any = None, reduction: Reduction = "sum") -> Tuple[float, np.ndarray]:
     """Squared error sum((y - targets)^2) (no factor 1/2), as ``torch.nn.MSELoss``."""
     z, m = _prepare("y", y, mask, reduction)
     t = _targets_like(targets, z)

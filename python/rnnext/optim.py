@@ -7,6 +7,10 @@ rules and defaults are PyTorch's (``torch.optim``), so results can be compared d
 ``lr_schedule`` is an optional callable ``step -> factor``: before update number ``step``
 (counted from 0) the learning rate used is ``lr * lr_schedule(step)``. Optimizer state
 (``state_dict()``) holds the step count and the moment buffers, not the schedule itself.
+
+``weight_decay`` (every optimizer, default 0) is PyTorch's L2 penalty: the update uses
+``g + weight_decay * p`` in place of ``g`` (``flat_grads`` itself is left unchanged).
+``AdamW`` decays the weights directly instead (decoupled: ``p *= 1 - lr * weight_decay``).
 """
 
 from __future__ import annotations
@@ -49,12 +53,15 @@ class Optimizer:
     # Names of the per-parameter state buffers (arrays shaped like flat_params).
     buffers: tuple = ()
     # Hyper-parameters saved in state_dict() and checked by load_state_dict().
-    hyper: tuple = ()
+    hyper: tuple = ("weight_decay",)
 
-    def __init__(self, model: Any, lr: float, lr_schedule: Schedule = None) -> None:
+    def __init__(self, model: Any, lr: float, lr_schedule: Schedule = None, weight_decay: float = 0.0) -> None:
         self._p, self._g = _flat(model)
         self.model = model
         self.lr = _check_lr(lr)
+        self.weight_decay = _check_float("weight_decay", weight_decay, 0.0)
+        # g + weight_decay * p is formed here, allocated once.
+        self._g_decayed = np.empty_like(self._p) if self.weight_decay else self._g
         if lr_schedule is not None and not callable(lr_schedule):
             raise TypeError(f"lr_schedule: expected a callable step -> factor, got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
@@ -81,6 +88,14 @@ class Optimizer:
     def _update(self, lr: Any) -> None:
         raise NotImplementedError
 
+    def _grad(self) -> np.ndarray:
+        """The gradient the update uses: ``g``, plus ``weight_decay * p`` (L2)."""
+        if not self.weight_decay:
+            return self._g
+        np.multiply(self._p, self._p.dtype.type(self.weight_decay), out=self._g_decayed)
+        self._g_decayed += self._g
+        return self._g_decayed
+
     def zero_grad(self) -> None:
         self.model.zero_grad()
 
@@ -99,6 +114,8 @@ class Optimizer:
             raise TypeError(f"state: expected a dict from state_dict(), got {type(state).__name__}")
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state: saved by a {state.get('type')} optimizer, loading into a {type(self).__name__}")
+        if "weight_decay" not in state:  # saved before weight_decay existed, when it was 0
+            state = dict(state, weight_decay=0.0)
         want = {"type", "lr", "step_count", *self.hyper, *self.buffers}
         if set(state) != want:
             raise ValueError(f"state: expected the keys {sorted(want)}, got {sorted(state)}")
@@ -135,10 +152,17 @@ class SGD(Optimizer):
         p  -= lr * buf                      (lr * (g + momentum * buf) with nesterov)
     """
 
-    hyper = ("momentum", "nesterov")
+    hyper = ("momentum", "nesterov", "weight_decay")
 
     def __init__(
-        self, model: Any, lr: float, momentum: float = 0.0, *, nesterov: bool = False, lr_schedule: Schedule = None
+        self,
+        model: Any,
+        lr: float,
+        momentum: float = 0.0,
+        *,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        lr_schedule: Schedule = None,
     ) -> None:
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
@@ -147,10 +171,10 @@ class SGD(Optimizer):
             raise ValueError("nesterov: needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
         self.buffers = ("momentum_buffer",) if self.momentum > 0 else ()
-        super().__init__(model, lr, lr_schedule)
+        super().__init__(model, lr, lr_schedule, weight_decay)
 
     def _update(self, lr: Any) -> None:
-        p, g = self._p, self._g
+        p, g = self._p, self._grad()
         if self.momentum == 0:
             p -= np.multiply(g, lr, out=self._tmp)
             return
@@ -178,7 +202,7 @@ class Adagrad(Optimizer):
     """
 
     buffers = ("sum",)
-    hyper = ("eps", "initial_accumulator_value")
+    hyper = ("eps", "initial_accumulator_value", "weight_decay")
 
     def __init__(
         self,
@@ -187,15 +211,16 @@ class Adagrad(Optimizer):
         *,
         eps: float = 1e-10,
         initial_accumulator_value: float = 0.0,
+        weight_decay: float = 0.0,
         lr_schedule: Schedule = None,
     ) -> None:
         self.eps = _check_float("eps", eps, 0.0)
         self.initial_accumulator_value = _check_float("initial_accumulator_value", initial_accumulator_value, 0.0)
-        super().__init__(model, lr, lr_schedule)
+        super().__init__(model, lr, lr_schedule, weight_decay)
         self.state["sum"][...] = self.initial_accumulator_value
 
     def _update(self, lr: Any) -> None:
-        g, t, acc = self._g, self._tmp, self.state["sum"]
+        g, t, acc = self._grad(), self._tmp, self.state["sum"]
         acc += np.multiply(g, g, out=t)
         np.sqrt(acc, out=t)
         t += t.dtype.type(self.eps)
@@ -212,7 +237,7 @@ class RMSprop(Optimizer):
         p  -= lr * buf
     """
 
-    hyper = ("alpha", "eps", "momentum")
+    hyper = ("alpha", "eps", "momentum", "weight_decay")
 
     def __init__(
         self,
@@ -222,16 +247,17 @@ class RMSprop(Optimizer):
         *,
         eps: float = 1e-8,
         momentum: float = 0.0,
+        weight_decay: float = 0.0,
         lr_schedule: Schedule = None,
     ) -> None:
         self.alpha = _check_float("alpha", alpha, 0.0, 1.0)
         self.eps = _check_float("eps", eps, 0.0)
         self.momentum = _check_float("momentum", momentum, 0.0, 1.0)
         self.buffers = ("square_avg", "momentum_buffer") if self.momentum > 0 else ("square_avg",)
-        super().__init__(model, lr, lr_schedule)
+        super().__init__(model, lr, lr_schedule, weight_decay)
 
     def _update(self, lr: Any) -> None:
-        g, t, v = self._g, self._tmp, self.state["square_avg"]
+        g, t, v = self._grad(), self._tmp, self.state["square_avg"]
         dt = v.dtype.type
         v *= dt(self.alpha)
         np.multiply(g, g, out=t)
@@ -259,7 +285,7 @@ class Adam(Optimizer):
     """
 
     buffers = ("exp_avg", "exp_avg_sq")
-    hyper = ("betas", "eps")
+    hyper = ("betas", "eps", "weight_decay")
 
     def __init__(
         self,
@@ -268,16 +294,17 @@ class Adam(Optimizer):
         betas: tuple = (0.9, 0.999),
         *,
         eps: float = 1e-8,
+        weight_decay: float = 0.0,
         lr_schedule: Schedule = None,
     ) -> None:
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         self.betas = [_check_float("betas[0]", betas[0], 0.0, 1.0), _check_float("betas[1]", betas[1], 0.0, 1.0)]
         self.eps = _check_float("eps", eps, 0.0)
-        super().__init__(model, lr, lr_schedule)
+        super().__init__(model, lr, lr_schedule, weight_decay)
 
     def _update(self, lr: Any) -> None:
-        g, t, m, v = self._g, self._tmp, self.state["exp_avg"], self.state["exp_avg_sq"]
+        g, t, m, v = self._grad(), self._tmp, self.state["exp_avg"], self.state["exp_avg_sq"]
         dt = m.dtype.type
         b1, b2 = self.betas
         m *= dt(b1)
@@ -296,7 +323,37 @@ class Adam(Optimizer):
         self._p -= t
 
 
-OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``::
+
+        p *= 1 - lr * weight_decay          (before the Adam step, which sees g alone)
+
+    ``weight_decay`` defaults to PyTorch's 0.01.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        lr: float = 1e-3,
+        betas: tuple = (0.9, 0.999),
+        *,
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        lr_schedule: Schedule = None,
+    ) -> None:
+        super().__init__(model, lr, betas, eps=eps, weight_decay=weight_decay, lr_schedule=lr_schedule)
+        self._g_decayed = self._g  # the decay acts on p, not on the gradient
+
+    def _grad(self) -> np.ndarray:
+        return self._g
+
+    def _update(self, lr: Any) -> None:
+        if self.weight_decay:
+            self._p *= self._p.dtype.type(1.0 - float(lr) * self.weight_decay)
+        super()._update(lr)
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
 def clip_grad_norm(model: Any, max_norm: float, *, error_if_nonfinite: bool = False) -> float:

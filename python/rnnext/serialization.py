@@ -31,7 +31,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # Attributes that RNN.__init__ rebuilds from the config (the engine and the views into it),
 # never copied. `_last` describes the engine's cached forward pass, which a copy lacks.
-_ENGINE_ATTRS = ("_core", "flat_params", "flat_grads", "params", "grads", "_last", "_config")
+_ENGINE_ATTRS = ("_core", "_flat_params", "_flat_grads", "_params", "_grads", "_last", "_config")
 
 
 # ------------------------------------------------------------------- pickle and copy

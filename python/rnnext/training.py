@@ -51,6 +51,8 @@ class Trainer:
             raise TypeError(f"optimizer: expected an rnnext.optim optimizer, got {type(optimizer).__name__}")
         if optimizer.model is not model:
             raise ValueError("optimizer: it updates a different model than the one given")
+        if model.batch_first:  # it would read (T, B, ...) batches as (B, T, ...) without a word
+            raise ValueError("model: the tasks feed time-major (T, B, ...) batches; got a batch_first=True model")
         if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
             raise ValueError(f"clip: expected a float > 0 or None, got {clip!r}")
         self.task, self.model, self.optimizer = task, model, optimizer
