@@ -25,10 +25,16 @@ struct GemmArgs {
     const T* bias = nullptr;  // (N): C = bias + ... (rows broadcast) when not accumulating
 };
 
+// Blocking sizes of the packed product, derived from the running CPU's caches.
+struct GemmBlocking {
+    Index kc, mc, nc;  // depth of a K block, rows of an A block, columns of a B block
+};
+
 template <class T>
 struct GemmFns {
-    Index nr, kc;  // packed panel width and depth of a K block
-    void (*gemm)(const GemmArgs<T>&);
+    Index nr;  // packed panel width
+    void (*gemm)(const GemmArgs<T>&);  // on the calling thread
+    GemmBlocking (*blocking)();
     // Packs B (K, N) (stored as (N, K) when trans) into dst of packed_size(K, N) elements:
     // panels of nr columns, each K rows of nr contiguous values (zero-padded past N).
     void (*pack_b)(T* dst, const T* B, Index ldb, bool trans, Index K, Index N);

@@ -32,12 +32,9 @@ def last_line(proc):
 
 
 @pytest.fixture
-def corpus(tmp_path):
-    rng = np.random.default_rng(0)
+def corpus(write_corpus):
     words = ["while ", "x ", "< ", "10:\n", "    x ", "+= ", "1\n", "print(x)\n", "if ", "y:\n"]
-    path = tmp_path / "corpus.txt"
-    path.write_text("".join(rng.choice(words, size=3000)), encoding="utf-8")
-    return str(path)
+    return write_corpus(words, 3000)[0]
 
 
 def test_train_default_task_then_sample(tmp_path):

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import assert_grads_match_torch
 
 import rnnext
 
@@ -35,13 +36,6 @@ def torch_run(t_rnn, t_lin, x, h0, gy, gh):
     return y.detach().numpy(), h_n.detach().numpy(), xt.grad.numpy(), h0t.grad.numpy()
 
 
-def suffixes(L, bi):
-    """(rnnext suffix, torch suffix) per cell, written out from the two libraries' docs."""
-    for l in range(L):
-        for d in range(2 if bi else 1):
-            yield (f"_l{l}" if l else "") + ("_reverse" if d else ""), f"_l{l}" + ("_reverse" if d else "")
-
-
 @pytest.mark.parametrize("L,bi,act,lin", CONFIGS, ids=IDS)
 def test_from_torch_forward_backward_match_torch(L, bi, act, lin):
     t_rnn, t_lin = torch_pair(L, bi, act, lin)
@@ -64,16 +58,7 @@ def test_from_torch_forward_backward_match_torch(L, bi, act, lin):
     dx, dh0 = model.backward(gy, gh[0] if S == 1 else gh)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(dh0, dh0_ref[0] if S == 1 else dh0_ref, rtol=1e-9, atol=1e-12)
-    for r, t in suffixes(L, bi):
-        g = model.grads
-        np.testing.assert_allclose(g["W_x" + r], getattr(t_rnn, "weight_ih" + t).grad.numpy().T, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(g["W_h" + r], getattr(t_rnn, "weight_hh" + t).grad.numpy().T, rtol=1e-9, atol=1e-12)
-        # b_h stands for both torch biases, which receive the same gradient.
-        np.testing.assert_allclose(g["b_h" + r], getattr(t_rnn, "bias_ih" + t).grad.numpy(), rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(g["b_h" + r], getattr(t_rnn, "bias_hh" + t).grad.numpy(), rtol=1e-9, atol=1e-12)
-    if lin:
-        np.testing.assert_allclose(model.grads["W_y"], t_lin.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(model.grads["b_y"], t_lin.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
+    assert_grads_match_torch(model, t_rnn, t_lin, 1e-9)
 
 
 @pytest.mark.parametrize("L,bi,act,lin", CONFIGS, ids=IDS)

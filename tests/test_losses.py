@@ -5,8 +5,6 @@ import pytest
 
 from rnnext import losses
 
-torch = pytest.importorskip("torch")
-
 
 @pytest.fixture
 def data(rng):
@@ -21,6 +19,8 @@ def data(rng):
 
 
 def torch_grad(fn, z):
+    import torch
+
     zt = torch.tensor(z, requires_grad=True)
     out = fn(zt)
     out.backward()
@@ -28,7 +28,7 @@ def torch_grad(fn, z):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_softmax_cross_entropy_matches_torch(data, reduction):
+def test_softmax_cross_entropy_matches_torch(torch, data, reduction):
     z, ids, m = data["z"], data["ids"], data["mask"]
     loss, g = losses.softmax_cross_entropy(z, ids, mask=m, reduction=reduction)
 
@@ -42,7 +42,7 @@ def test_softmax_cross_entropy_matches_torch(data, reduction):
     np.testing.assert_allclose(g, ref_g, rtol=1e-10, atol=1e-14)
 
 
-def test_softmax_cross_entropy_with_probabilities(data):
+def test_softmax_cross_entropy_with_probabilities(torch, data):
     z = data["z"]
     q = np.exp(data["real"])
     q /= q.sum(-1, keepdims=True)
@@ -55,7 +55,7 @@ def test_softmax_cross_entropy_with_probabilities(data):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_sigmoid_cross_entropy_matches_torch(data, reduction):
+def test_sigmoid_cross_entropy_matches_torch(torch, data, reduction):
     z, y, m = data["z"], data["bits"], data["mask"]
     loss, g = losses.sigmoid_cross_entropy(z, y, mask=m, reduction=reduction)
     w = torch.tensor(np.broadcast_to(m[..., None], z.shape).copy())
@@ -79,7 +79,7 @@ def test_sigmoid_positive_only_is_the_notes_loss(data):
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_mse_matches_torch(data, reduction):
+def test_mse_matches_torch(torch, data, reduction):
     z, t, m = data["z"], data["real"], data["mask"]
     loss, g = losses.mse(z, t, mask=m, reduction=reduction)
     w = torch.tensor(np.broadcast_to(m[..., None], z.shape).copy())
@@ -91,16 +91,25 @@ def test_mse_matches_torch(data, reduction):
 
 
 @pytest.mark.parametrize("scale", [1e4, -1e4])
-def test_stable_for_huge_logits(scale):
+def test_exact_for_huge_logits(scale):
+    """Logits of +-1e4 (exp overflows in float64 beyond 709): the exact values, not merely
+    finite ones. Per element, sigmoid cross-entropy is max(z, 0) - z y + log(1 + exp(-|z|)):
+    the wrong-signed 1e4 costs 1e4, the zero logit ln 2, the right-signed one exp(-1e4) = 0."""
     z = np.array([[scale, 0.0, -scale]])
-    for loss, g in (
-        losses.softmax_cross_entropy(z, np.array([2])),
-        losses.sigmoid_cross_entropy(z, np.array([[1.0, 0.0, 1.0]])),
-        losses.sigmoid_cross_entropy(z, np.array([[1.0, 0.0, 1.0]]), positive_only=True),
-    ):
-        assert np.isfinite(loss) and np.all(np.isfinite(g))
+    s = np.sign(scale)
+    loss, g = losses.sigmoid_cross_entropy(z, np.array([[1.0, 0.0, 1.0]]))
+    assert loss == pytest.approx(1e4 + np.log(2), rel=1e-15)
+    np.testing.assert_array_equal(g, [[0.0 if s > 0 else -1.0, 0.5, -1.0 if s > 0 else 0.0]])  # sigmoid(z) - y
+    loss, g = losses.sigmoid_cross_entropy(z, np.array([[1.0, 0.0, 1.0]]), positive_only=True)
+    assert loss == pytest.approx(1e4, rel=1e-15)  # -log sigmoid(-1e4); log sigmoid(1e4) = 0
+    np.testing.assert_array_equal(g, [[0.0 if s > 0 else -1.0, 0.0, -1.0 if s > 0 else 0.0]])  # y (o - 1)
+    loss, g = losses.softmax_cross_entropy(z, np.array([2]))
+    # -log softmax(z)[2] = logsumexp(z) - z[2]: 2e4 when z[2] = -1e4, 0 (to 1e-4343) when it is 1e4
+    assert loss == (pytest.approx(2e4, rel=1e-15) if s > 0 else 0.0)
+    # softmax - onehot; exp(-1e4) underflows (Eigen's vectorised exp gives 5.6e-309, not 0)
+    np.testing.assert_allclose(g, [[1.0, 0.0, -1.0]] if s > 0 else [[0.0, 0.0, 0.0]], rtol=0, atol=1e-300)
     loss, _ = losses.softmax_cross_entropy(np.array([[1e4, 0.0]]), np.array([1]))
-    assert loss == pytest.approx(1e4)  # exact value of -log softmax: no overflow, no clipping
+    assert loss == pytest.approx(1e4, rel=1e-15)  # exact value of -log softmax: no overflow, no clipping
 
 
 def test_float32_logits_keep_their_dtype():

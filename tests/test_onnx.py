@@ -296,3 +296,220 @@ def test_export_arguments_are_checked(tmp_path):
     with pytest.raises(TypeError, match="path: expected a str or os.PathLike, got int"):
         model.to_onnx(3)
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ batch_first
+# (B, T, ...) x and y around the time-major graph: Transposes, as torch.onnx writes them.
+BF_CASES = {
+    "tanh-linear": CASES["tanh-linear"],
+    "2bi-lengths-h0": CASES["2bi-lengths-h0"],
+    "ids-lengths": (dict(CASES["ids-sigmoid-sigmoid"][0]), True, False),
+    "learned-h0": CASES["learned-h0"],  # h0 broadcast over B, which is x's axis 0 here
+}
+
+
+def batch_first_inputs(model, T, B, with_lengths, with_h0, rng):
+    """As inputs(), with x (B, T, ...) and ids (B, T)."""
+    x, kwargs, feeds = inputs(model, T, B, with_lengths, with_h0, rng)
+    feeds["x"] = x = np.ascontiguousarray(x.swapaxes(0, 1))
+    return x, kwargs, feeds
+
+
+@pytest.mark.parametrize("case", list(BF_CASES))
+def test_batch_first_model_exports_batch_first_graph(case, tmp_path):
+    kwargs, with_lengths, with_h0 = BF_CASES[case]
+    model = make_model({**kwargs, "batch_first": True})
+    path = tmp_path / "bf.onnx"
+    model.to_onnx(path, with_lengths=with_lengths, with_h0=with_h0)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in proto.graph.input[:1]]
+    dims += [[d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]]
+    assert dims[0][:2] == ["B", "T"] and dims[1] == ["B", "T", model.out_features]
+    assert all("layout" not in {a.name for a in n.attribute} for n in proto.graph.node if n.op_type == "RNN")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    back = rnnext.from_onnx(path).eval()
+    assert back.config == model.config and back.batch_first
+    rng = np.random.default_rng(1)
+    for T, B in ((6, 5), (1, 5), (9, 3)):
+        x, fw, feeds = batch_first_inputs(model, T, B, with_lengths, with_h0, rng)
+        y, h_n = model(x, **fw)
+        assert y.shape[:2] == (B, T)
+        oy, oh = session.run(["y", "h_n"], feeds)
+        assert oy.shape == y.shape and oh.shape == h_n.shape
+        np.testing.assert_allclose(oy, y, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(oh, h_n, rtol=0, atol=1e-5)
+        y2, h2 = back(x, **fw)
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(h2, h_n)
+    if with_lengths and T > 2:  # zeros past the ends, on the batch-first axes
+        assert np.all(oy[1, 2:] == 0) and np.all(oy[2] == 0) and np.any(oy[0, 2:] != 0)
+
+
+def test_batch_first_graph_equals_the_time_major_one_transposed(tmp_path):
+    kwargs = dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, output_size=2)
+    bf = make_model({**kwargs, "batch_first": True})
+    tm = make_model(kwargs)
+    np.testing.assert_array_equal(bf.flat_params, tm.flat_params)
+    bf.to_onnx(tmp_path / "bf.onnx")
+    tm.to_onnx(tmp_path / "tm.onnx")
+    x = np.random.default_rng(2).standard_normal((7, 4, 3)).astype(np.float32)  # (T, B, I)
+    run = lambda name, x: ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )
+    (ybf, hbf), (ytm, htm) = run("bf.onnx", np.ascontiguousarray(x.swapaxes(0, 1))), run("tm.onnx", x)
+    np.testing.assert_array_equal(ybf, ytm.swapaxes(0, 1))
+    np.testing.assert_array_equal(hbf, htm)
+
+
+def test_batch_first_mask_after_the_transpose_is_read_and_checked(tmp_path):
+    """A graph that masks y after its Transpose to (B, T, ...): the mask is checked on those axes."""
+    model = make_model(dict(input_size=3, hidden_size=4, output_size=2, output_activation="sigmoid", batch_first=True))
+    model.to_onnx(tmp_path / "m.onnx", with_lengths=True)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    nodes = proto.graph.node
+    where = next(n for n in nodes if n.op_type == "Where")  # zeros past each end, on (T, B, O)
+    transpose = next(n for n in nodes if n.name == "y_batch_major")
+    # Transpose the masked data's source instead, then mask on (B, T, 1): Where(cond^T, y^T, 0)
+    transpose.input[0] = where.input[1]
+    cond_t = onnx.helper.make_node("Transpose", [where.input[0]], ["cond_bt"], name="cond_bt", perm=[1, 0, 2])
+    masked = onnx.helper.make_node(
+        "Where", ["cond_bt", transpose.output[0], where.input[2]], ["masked"], name="mask_bt"
+    )
+    identity = next(n for n in nodes if n.op_type == "Identity" and n.output[0] == "y")
+    identity.input[0] = "masked"
+    nodes.remove(where)
+    nodes.insert(list(nodes).index(identity), cond_t)
+    nodes.insert(list(nodes).index(identity), masked)
+    onnx.save(proto, str(tmp_path / "late_mask.onnx"))
+    back = rnnext.from_onnx(tmp_path / "late_mask.onnx")
+    assert back.config == model.config
+    x = np.random.default_rng(3).standard_normal((3, 5, 3)).astype(np.float32)
+    lengths = np.array([5, 2, 0], np.int32)
+    oy, _ = ort.InferenceSession(str(tmp_path / "late_mask.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "lengths": lengths}
+    )
+    np.testing.assert_allclose(oy, model(x, lengths=lengths)[0], rtol=0, atol=1e-5)  # the edit kept the meaning
+    node(nodes, "mask_bt").input[0] = where.input[0]  # the (T, B, 1) condition on (B, T, O) data: wrong axes
+    nodes.remove(node(nodes, "cond_bt"))
+    onnx.save(proto, str(tmp_path / "wrong_axes.onnx"))
+    with pytest.raises(ValueError, match=r"node 'mask_bt' \(Where\): its condition does not select"):
+        rnnext.from_onnx(tmp_path / "wrong_axes.onnx")
+
+
+class TorchBatchFirst(torch.nn.Module):
+    """A batch_first nn.RNN with an optional Embedding before it, a learned initial state
+    expanded over the batch (x's axis 0) and an nn.Linear on top."""
+
+    def __init__(self, layers=2, bidirectional=True, embedding=False, linear=True, learned_h0=False):
+        super().__init__()
+        D = 2 if bidirectional else 1
+        self.embedding = torch.nn.Embedding(10, 3) if embedding else None
+        self.rnn = torch.nn.RNN(3, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        self.linear = torch.nn.Linear(D * 5, 4) if linear else None
+        self.h0 = torch.nn.Parameter(torch.randn(layers * D, 5)) if learned_h0 else None
+
+    def forward(self, x, h0=None):
+        if self.h0 is not None:
+            h0 = self.h0.unsqueeze(1).expand(-1, x.shape[0], -1).contiguous()
+        y, h_n = self.rnn(x if self.embedding is None else self.embedding(x), h0)
+        return (y if self.linear is None else self.linear(y)), h_n
+
+
+@pytest.mark.parametrize(
+    "net_kwargs, with_h0",
+    [
+        (dict(), False),  # stacked bidirectional + Linear
+        (dict(), True),
+        (dict(embedding=True), False),
+        (dict(layers=1, bidirectional=False, linear=False), False),  # y is the transposed Squeeze
+        (dict(embedding=True, learned_h0=True), False),
+    ],
+)
+def test_torch_onnx_export_of_batch_first_rnn_imports_batch_first(tmp_path, net_kwargs, with_h0):
+    torch.manual_seed(0)
+    net = TorchBatchFirst(**net_kwargs).eval()
+    embedding, D, L = net.embedding is not None, 2 if net.rnn.bidirectional else 1, net.rnn.num_layers
+    example = torch.randint(0, 10, (2, 4)) if embedding else torch.randn(2, 4, 3)  # (B, T, ...)
+    args, names = (example,), ["x"]
+    axes = {"x": {0: "B", 1: "T"}, "y": {0: "B", 1: "T"}, "h_n": {1: "B"}}
+    if with_h0:
+        args += (torch.randn(L * D, 2, 5),)
+        names.append("h0")
+        axes["h0"] = {1: "B"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, args, str(tmp_path / "t.onnx"), dynamo=False, input_names=names, output_names=["y", "h_n"],
+            dynamic_axes=axes,
+        )
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node]
+    assert "Transpose" in ops and ops.count("RNN") == L  # what this test is about: torch's batch-first glue
+    model = rnnext.from_onnx(tmp_path / "t.onnx")
+    assert model.batch_first and (model.num_layers, model.bidirectional) == (L, D == 2)
+    assert model.output_size == (4 if net.linear is not None else None)
+    assert model.vocab_size == (10 if embedding else None) and model.config["learn_h0"] == (net.h0 is not None)
+    x = torch.randint(0, 10, (3, 7)) if embedding else torch.randn(3, 7, 3)  # B = 3, T = 7
+    h0 = torch.randn(L * D, 3, 5)
+    with torch.no_grad():
+        ty, th = net(x, h0 if with_h0 else None)
+    y, h_n = model(x.numpy(), **({"h0": h0.numpy()} if with_h0 else {}))
+    assert y.shape == (3, 7, model.out_features)
+    np.testing.assert_allclose(y, ty.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(h_n, th.numpy().reshape(h_n.shape), rtol=0, atol=1e-5)
+
+
+def edited(tmp_path, batch_first, edit):
+    """rnnext's graph of a small model, changed by edit(nodes)."""
+    model = make_model(dict(input_size=3, hidden_size=4, output_size=2, batch_first=batch_first))
+    model.to_onnx(tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    edit(proto.graph.node)
+    onnx.save(proto, str(tmp_path / "edited.onnx"))
+    return tmp_path / "edited.onnx"
+
+
+def node(nodes, name):
+    return next(n for n in nodes if n.name == name)
+
+
+def set_perm(n, perm):
+    next(a for a in n.attribute if a.name == "perm").ints[:] = perm
+
+
+def drop_y_transpose(nodes):
+    identity = next(n for n in nodes if n.op_type == "Identity" and n.output[0] == "y")
+    identity.input[0] = node(nodes, "y_batch_major").input[0]
+    nodes.remove(node(nodes, "y_batch_major"))
+
+
+def transpose_y_of_time_major(nodes):
+    identity = next(n for n in nodes if n.op_type == "Identity" and n.output[0] == "y")
+    t = onnx.helper.make_node("Transpose", [identity.input[0]], ["y_bt"], name="y_bt", perm=[1, 0, 2])
+    identity.input[0] = "y_bt"
+    nodes.insert(list(nodes).index(identity), t)
+
+
+def read_x_both_ways(nodes):
+    rnn = node(nodes, "rnn_l0")  # the RNN reads x itself; the Transpose stays (unused) and came first
+    rnn.input[0] = "x"
+
+
+@pytest.mark.parametrize(
+    "batch_first, edit, message",
+    [
+        (True, lambda nodes: set_perm(node(nodes, "x_time_major"), [0, 1, 2]),
+         r"node 'x_time_major' \(Transpose\): attribute perm=\[0, 1, 2\] on the model input x .*expected \[1, 0, 2\]"),
+        (True, lambda nodes: set_perm(node(nodes, "y_batch_major"), [0, 2, 1]),
+         r"node 'y_batch_major' \(Transpose\): not part of an rnnext model"),
+        (True, drop_y_transpose,
+         r"graph output 'y': expected the output layer's logits transposed to \(B, T, \.\.\.\) \(y\), "
+         r"got the output layer's logits"),
+        (False, transpose_y_of_time_major,
+         r"node 'y_bt' \(Transpose\): transposes the output layer's logits to \(B, T, \.\.\.\), but x is read"),
+        (True, read_x_both_ways, r"node 'rnn_l0' \(RNN\): reads x as \(T, B, \.\.\.\), another node as \(B, T"),
+    ],
+)
+def test_batch_first_glue_that_is_not_rnnexts_is_refused(tmp_path, batch_first, edit, message):
+    with pytest.raises(ValueError, match=message):
+        rnnext.from_onnx(edited(tmp_path, batch_first, edit))

@@ -2,18 +2,42 @@
 never a crash. Cases that reach C++ with bad input run in a subprocess, so a segfault fails
 that case instead of killing the suite."""
 
+import math
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import backward as ref_backward
 from reference import forward as ref_forward
 
 import rnnext
+
+
+
+def machine_memory():
+    """Bytes of RAM, from /proc/meminfo (Linux) or sysconf."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# Sizes needing about twice this machine's memory: RNN(1, H) keeps 2 H^2 float32 values
+# (parameters and gradients); a forward of (N, N, 3) on RNN(3, 4, 2) keeps 2 N^2 (3 + 4)
+# float32 values.
+H_OVER_MEMORY = math.isqrt(machine_memory() // 4) + 1
+N_OVER_MEMORY = math.isqrt(machine_memory() // 28) + 1
 
 # (label, setup + statement, exception name, text the message must contain)
 BAD_INPUTS = [
@@ -43,8 +67,9 @@ BAD_INPUTS = [
     ("ctor bool size", "rnnext.RNN(True, 3)", "TypeError", "input_size: expected an int"),
     ("ctor unknown option", "rnnext.RNN(2, 3, hiden=3)", "TypeError", "hiden"),
     ("ctor huge", "rnnext.RNN(10**9, 10**9)", "MemoryError", "more than this machine"),
-    ("ctor over memory", "rnnext.RNN(1, 90000)", "MemoryError", "more than this machine"),
-    ("forward over memory", "r(np.broadcast_to(np.float32(0), (10**5, 10**5, 3)))", "MemoryError", "T=100000, B=100000"),
+    ("ctor over memory", f"rnnext.RNN(1, {H_OVER_MEMORY})", "MemoryError", "more than this machine"),
+    ("forward over memory", f"r(np.broadcast_to(np.float32(0), ({N_OVER_MEMORY}, {N_OVER_MEMORY}, 3)))", "MemoryError",
+     f"T={N_OVER_MEMORY}, B={N_OVER_MEMORY}"),
     ("reset done not bool", "r.reset_state(np.zeros((2, 4)), [1, 0])", "TypeError", "done: expected a boolean array"),
     ("clip bad max_norm", "rnnext.optim.clip_grad_norm(r, -1)", "ValueError", "max_norm"),
     ("sgd bad lr", "rnnext.optim.SGD(r, lr=0)", "ValueError", "lr"),
@@ -169,48 +194,82 @@ def test_nan_and_inf_propagate_as_in_numpy():
 
 
 # --------------------------------------------------------------------------- threads
-def test_two_models_in_two_threads_equal_sequential_use():
-    rng = np.random.default_rng(0)
-    xs = [rng.standard_normal((50, 8, 16)) for _ in range(2)]
-    models = [rnnext.RNN(16, 64, 4, dtype="float64", seed=i) for i in range(2)]
-    expected = []
-    for m, x in zip(models, xs):
-        y, _ = m(x)
-        m.zero_grad()
-        m.backward(np.ones_like(y))
-        expected.append((y, m.flat_grads.copy()))
-    results = [None, None]
+# Shapes that reach the thread pool (cpp/kernels.hpp plan_recurrence, cpp/gemm.hpp
+# kParallelMinFma = 2^22 multiply-adds): with 2 threads the first model's recurrence
+# (B H^2 T = 26M >= 4 * 2^22) is split by batch rows, the second's (W_h of 1.3 MB) by columns
+# of W_h in a team that needs the whole pool; their W_y products and dW_h sums are split too.
+# Run at once from two Python threads, one of them often finds the pool busy and falls back
+# to one thread.
+POOL_MODELS = [dict(T=40, B=8, I=16, H=256, O=64), dict(T=40, B=4, I=16, H=400, O=64)]
+
+
+def _pool_model(i):
+    c = POOL_MODELS[i]
+    rnn = rnnext.RNN(c["I"], c["H"], c["O"], dtype="float64", seed=i)
+    rng = np.random.default_rng(10 + i)
+    x, g = rng.standard_normal((c["T"], c["B"], c["I"])), rng.standard_normal((c["T"], c["B"], c["O"]))
+    return rnn, x, g
+
+
+def _forward_backward(rnn, x, g):
+    y, h_n = rnn(x)
+    rnn.zero_grad()
+    dx, _ = rnn.backward(g)
+    return y, h_n, dx, rnn.flat_grads.copy()
+
+
+@pytest.fixture
+def two_threads():
+    before = rnnext.get_num_threads()
+    rnnext.set_num_threads(2)
+    yield
+    rnnext.set_num_threads(before)
+
+
+def test_two_models_in_two_threads_equal_single_threaded_use(two_threads):
+    models = [_pool_model(i) for i in range(2)]
+    rnnext.set_num_threads(1)
+    expected = [_forward_backward(*m) for m in models]
+    for (rnn, x, g), (y, h_n, dx, grads) in zip(models, expected):  # single-threaded = reference
+        y_ref, h_ref = ref_forward(rnn.params, rnn.config, x)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-10, atol=1e-10)
+        grads_ref, dx_ref, _ = ref_backward(rnn.params, rnn.config, x, g)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10)
+        for name, want in grads_ref.items():
+            np.testing.assert_allclose(rnn.grads[name], want, rtol=1e-10, atol=1e-9, err_msg=name)
+    rnnext.set_num_threads(2)
+    results = [[], []]
+    start = threading.Barrier(2)
 
     def work(i):
-        m = models[i]
-        for _ in range(20):
-            y, _ = m(xs[i])
-            m.zero_grad()
-            m.backward(np.ones_like(y))
-        results[i] = (y, m.flat_grads.copy())
+        start.wait()
+        for _ in range(15):
+            results[i].append(_forward_backward(*models[i]))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for (y, g), (ey, eg) in zip(results, expected):
-        np.testing.assert_array_equal(y, ey)
-        np.testing.assert_array_equal(g, eg)
+    for i in range(2):
+        assert len(results[i]) == 15
+        for run in results[i]:
+            for got, want, what in zip(run, expected[i], ("y", "h_n", "dx", "grads")):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"model {i}, {what}")
 
 
-def test_one_model_shared_by_two_threads_stays_correct():
+def test_one_model_shared_by_two_threads_stays_correct(two_threads):
     """Calls on one model are serialised by its lock: each forward sees its own input."""
-    rng = np.random.default_rng(1)
-    rnn = rnnext.RNN(4, 32, 3, dtype="float64", seed=0)
-    xs = [rng.standard_normal((40, 4, 4)) for _ in range(2)]
-    expected = [rnn(x)[0] for x in xs]
+    rnn, x, _ = _pool_model(1)
+    xs = [x, np.random.default_rng(7).standard_normal(x.shape)]
+    expected = [ref_forward(rnn.params, rnn.config, x)[0] for x in xs]
     failures = []
 
     def work(i):
-        for _ in range(50):
+        for _ in range(15):
             y, _ = rnn(xs[i])
-            if not np.array_equal(y, expected[i]):
+            if not np.allclose(y, expected[i], rtol=1e-10, atol=1e-10):
                 failures.append(i)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
@@ -221,23 +280,51 @@ def test_one_model_shared_by_two_threads_stays_correct():
     assert not failures
 
 
-def test_the_gil_is_released_during_compute():
-    """While one long forward runs in a thread, the main thread keeps running Python."""
-    rnn = rnnext.RNN(64, 256, dtype="float64", seed=0)
-    x = np.random.default_rng(0).standard_normal((3000, 4, 64))
-    started, finished = threading.Event(), threading.Event()
-    ticks = 0
+def _long_call(kind, H):
+    """A forward, or a backward, of an engine with H hidden units on 1000 steps."""
+    rnn = rnnext.RNN(64, H, dtype="float64", seed=0)
+    x = np.random.default_rng(0).standard_normal((1000, 4, 64))
+    if kind == "forward":
+        return lambda: rnn(x)
+    y, _ = rnn(x)
+    g = np.ones_like(y)
+    return lambda: rnn.backward(g)
 
-    def work():
-        started.set()
-        rnn(x)
-        rnn(x)
-        finished.set()
 
-    t = threading.Thread(target=work)
-    t.start()
-    started.wait()
-    while not finished.is_set():
-        ticks += 1
-    t.join()
-    assert ticks > 1000
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+def test_the_gil_is_released_during_compute(kind, monkeypatch):
+    """A Python thread keeps making progress in the middle of a C++ call of 200 ms or more.
+
+    With the GIL held, the thread could run only in the call's Python prologue and epilogue
+    (well under a millisecond, plus one 5 ms switch interval), never in the middle half."""
+    before = rnnext.get_num_threads()
+    rnnext.set_num_threads(1)  # leave the other core to the counting thread
+    try:
+        H, took = 64, 0.0
+        while took < 0.25:  # size the call so that it lasts 250 ms or more on this machine
+            H *= 2
+            call = _long_call(kind, H)
+            call()  # the first call allocates the workspaces
+            t0 = time.perf_counter()
+            call()
+            took = time.perf_counter() - t0
+        ticks, stop = [], threading.Event()
+
+        def count():
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+                time.sleep(0.001)  # about a thousand ticks a second
+
+        counter = threading.Thread(target=count)
+        counter.start()
+        time.sleep(0.02)
+        t0 = time.perf_counter()
+        call()
+        t1 = time.perf_counter()
+        stop.set()
+        counter.join()
+    finally:
+        rnnext.set_num_threads(before)
+    lo, hi = t0 + (t1 - t0) / 4, t1 - (t1 - t0) / 4
+    middle = [t for t in ticks if lo <= t <= hi]
+    assert middle, f"no progress of a Python thread during the middle {hi - lo:.3f} s of a {kind} call"

@@ -150,13 +150,8 @@ def test_sentiment_heldout_is_disjoint_and_accuracy_reads_the_last_step():
 
 # ------------------------------------------------------------------------------- charlm
 @pytest.fixture
-def text_file(tmp_path):
-    rng = np.random.default_rng(0)
-    words = ["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n", "é "]
-    text = "".join(rng.choice(words, size=3000))
-    path = tmp_path / "corpus.txt"
-    path.write_text(text, encoding="utf-8")
-    return str(path), text
+def text_file(write_corpus):
+    return write_corpus(["the ", "cat ", "sat ", "on ", "a ", "mat. ", "dog ", "ran\n", "é "], 3000)
 
 
 def test_charlm_file_split_vocab_and_unigram(text_file):

@@ -1,23 +1,28 @@
 """The engine's fast paths: thread count, shapes past the GEMM blocking sizes, the
 streaming step(), backward without dx, the one-pass softmax cross-entropy.
 
-References are independent: PyTorch (float64), the NumPy reference of tests/reference.py,
-forward() itself for step() (a different code path: packed GEMMs over all steps), and the
-general NumPy path of the loss. No timings are asserted here; see bench/.
+References are independent of the engine: PyTorch (float64) and the NumPy reference of
+tests/reference.py (forward, BPTT, softmax cross-entropy); forward() is compared with step()
+and one thread count with another only on top of that. No timings are asserted here; see bench/.
 """
 
 import multiprocessing
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import assert_close, assert_grads_match_torch, torch_run
+from reference import backward as ref_backward
 from reference import forward as ref_forward
+from reference import softmax_cross_entropy as ref_softmax_cross_entropy
 
 import rnnext
 from rnnext.losses import softmax_cross_entropy
 
-torch = pytest.importorskip("torch")
-from test_torch_parity import assert_close, torch_run  # noqa: E402
+TOL64 = 1e-10  # float64 against float64 references
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ BIG = [
 
 
 @pytest.mark.parametrize("case", BIG)
-def test_big_shapes_match_torch_with_threads(case, threads):
+def test_big_shapes_match_torch_with_threads(case, threads, torch):
     T, B, I, H, O, L, bidir, act, with_lengths = case
     rnnext.set_num_threads(2)
     rng = np.random.default_rng(T * B)
@@ -72,21 +77,12 @@ def test_big_shapes_match_torch_with_threads(case, threads):
     got = run_all(rnn, x, h0_in, gy, gh_in, lengths)
 
     xt, ht, yt, hnt = torch_run(rnn_t, lin_t, x, h0, lengths)
-    assert_close(got["y"], yt.detach().numpy(), "float64", "y")
-    assert_close(got["h_n"], hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), "float64", "h_n")
+    assert_close(got["y"], yt.detach().numpy(), TOL64, "y")
+    assert_close(got["h_n"], hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), TOL64, "h_n")
     ((yt * torch.tensor(gy)).sum() + (hnt * torch.tensor(gh)).sum()).backward()
-    assert_close(got["dx"], xt.grad.numpy(), "float64", "dx")
-    assert_close(got["dh0"], ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), "float64", "dh0")
-    for l in range(L):
-        for d in range(2 if bidir else 1):
-            t, r = f"_l{l}" + ("_reverse" if d else ""), (f"_l{l}" if l else "") + ("_reverse" if d else "")
-            W_x, W_h = rnn.grads["W_x" + r], rnn.grads["W_h" + r]
-            assert_close(W_x, getattr(rnn_t, "weight_ih" + t).grad.numpy().T, "float64", "W_x" + r)
-            assert_close(W_h, getattr(rnn_t, "weight_hh" + t).grad.numpy().T, "float64", "W_h" + r)
-            assert_close(rnn.grads["b_h" + r], getattr(rnn_t, "bias_hh" + t).grad.numpy(), "float64", "b_h" + r)
-    if O:
-        assert_close(rnn.grads["W_y"], lin_t.weight.grad.numpy().T, "float64", "W_y")
-        assert_close(rnn.grads["b_y"], lin_t.bias.grad.numpy(), "float64", "b_y")
+    assert_close(got["dx"], xt.grad.numpy(), TOL64, "dx")
+    assert_close(got["dh0"], ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), TOL64, "dh0")
+    assert_grads_match_torch(rnn, rnn_t, lin_t, TOL64)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -115,6 +111,19 @@ def test_thread_count_changes_nothing_but_rounding(case, dtype, threads):
     again = run_all(rnn, x, h0_in, gy, gh_in, lengths)
     for key, want in results[-1].items():
         np.testing.assert_array_equal(again[key], want, err_msg=key)
+    # One thread against the NumPy reference: a bug shared by every thread count shows here.
+    params = {k: v.astype(np.float64) for k, v in rnn.params.items()}
+    h0_ref = h0.astype(np.float64)
+    y_ref, h_ref = ref_forward(params, rnn.config, x, h0_ref, lengths)
+    grads_ref, dx_ref, dh0_ref = ref_backward(params, rnn.config, x, gy, gh, h0_ref, lengths)
+    ref_tol = TOL64 if dtype == "float64" else 2e-5  # float32: seen up to 6.7e-7
+    one = results[0]
+    for key, want in (("y", y_ref), ("h_n", h_ref), ("dx", dx_ref), ("dh0", dh0_ref)):
+        assert_close(one[key], want.reshape(one[key].shape), ref_tol, key)
+    rnnext.set_num_threads(1)
+    run_all(rnn, x, h0_in, gy, gh_in, lengths)
+    for name, want in grads_ref.items():
+        assert_close(rnn.grads[name], want, ref_tol, name)
 
 
 def test_float32_past_the_float_column_block_matches_float64():
@@ -186,10 +195,13 @@ def test_steps_give_forward(kwargs):
     else:
         x = rng.standard_normal((T, B, rnn.input_size))
     y_want, h_want = rnn(x)  # initial state: learned h0 or zeros
+    y_ref, h_ref = ref_forward(rnn.params, rnn.config, x)
     h = None
     for t in range(T):
         y_t, h = rnn.step(x[t], h)
+        np.testing.assert_allclose(y_t, y_ref[t], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_ref.reshape(h.shape), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
 
 
@@ -198,15 +210,15 @@ def test_step_unbatched_and_given_state():
     rnn = rnnext.RNN(3, 6, 2, num_layers=3, dtype="float64", seed=0)
     x = rng.standard_normal((4, 3))
     h0 = rng.standard_normal((3, 6))
-    y_want, h_want = rnn(x, h0)
+    y_want, h_want = ref_forward(rnn.params, rnn.config, x[:, None], h0[:, None])
     h = h0.copy()
     for t in range(4):
         y_t, h_next = rnn.step(x[t], h)
         assert y_t.shape == (2,) and h_next.shape == (3, 6)
         assert h_next is not h
         h = h_next
-        np.testing.assert_allclose(y_t, y_want[t], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(h, h_want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y_t, y_want[t, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h, h_want[:, 0], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(h0, h0.copy())  # the given state is not written
 
 
@@ -279,18 +291,21 @@ def test_backward_without_dx_gives_the_same_gradients():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("C", [1, 7, 16, 33, 2000])
-def test_softmax_loss_fast_path_equals_general_path(dtype, reduction, C):
-    """Without a mask the loss runs in C++; an all-ones mask takes the NumPy path."""
+def test_softmax_loss_fast_and_general_paths_give_the_reference(dtype, reduction, C):
+    """Without a mask the loss runs in C++; an all-ones mask takes the NumPy path; both
+    against tests/reference.py."""
     rng = np.random.default_rng(C)
     z = (3 * rng.standard_normal((5, 4, C))).astype(dtype)[:, 1:]  # not contiguous
     t = rng.integers(0, C, (5, 3)).astype(np.uint8 if C < 256 else np.int64)
     loss, grad = softmax_cross_entropy(z, t, reduction=reduction)
-    want_loss, want_grad = softmax_cross_entropy(z, t, mask=np.ones((5, 3)), reduction=reduction)
-    assert grad.dtype == want_grad.dtype == np.dtype(dtype)
+    general_loss, general_grad = softmax_cross_entropy(z, t, mask=np.ones((5, 3)), reduction=reduction)
+    want_loss, want_grad = ref_softmax_cross_entropy(z, t, reduction=reduction)
+    assert grad.dtype == general_grad.dtype == np.dtype(dtype)
     assert grad.shape == z.shape
     tol = 1e-12 if dtype == "float64" else 2e-6
-    assert loss == pytest.approx(want_loss, rel=tol, abs=tol)
-    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol)
+    for got_loss, got_grad in ((loss, grad), (general_loss, general_grad)):
+        assert got_loss == pytest.approx(want_loss, rel=tol, abs=tol)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=tol, atol=tol)
 
 
 def test_softmax_loss_fast_path_names_a_bad_id():
@@ -328,7 +343,9 @@ def test_reference_agrees_on_a_threaded_shape(threads):
     np.testing.assert_allclose(h_n, h_ref[0], rtol=1e-12, atol=1e-12)
 
 
-# ------------------------------------------------- kernels for other instruction sets
+# ------------------------------------------------- kernels for every instruction set
+# One model per dtype in a child process (the kernel is picked once per process): forward,
+# backward and step() on a shape past the GEMM blocking sizes, saved with the parameters.
 CHILD = """
 import sys, numpy as np, rnnext
 from rnnext import _core
@@ -336,40 +353,82 @@ out = {"isa": np.array(_core.gemm_isa())}
 for dtype in ("float32", "float64"):
     rnn = rnnext.RNN(17, 130, 70, num_layers=2, bidirectional=True, dtype=dtype, seed=11)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((21, 25, 17))
-    y, h = rnn(x, lengths=rng.integers(1, 22, 25))
-    rnn.backward(rng.standard_normal(y.shape))
-    out["y_" + dtype], out["g_" + dtype] = y, rnn.flat_grads.copy()
+    x = rng.standard_normal((21, 25, 17)).astype(dtype)
+    lengths = rng.integers(1, 22, 25)
+    y, h_n = rnn(x, lengths=lengths)
+    gy, gh = rng.standard_normal(y.shape).astype(dtype), rng.standard_normal(h_n.shape).astype(dtype)
+    dx, dh0 = rnn.backward(gy, gh)
+    for k, v in dict(x=x, lengths=lengths, y=y, h_n=h_n, gy=gy, gh=gh, dx=dx, dh0=dh0).items():
+        out[dtype + "/" + k] = v
+    for k, v in rnn.params.items():
+        out[dtype + "/param/" + k], out[dtype + "/grad/" + k] = v, rnn.grads[k]
     uni = rnnext.RNN(17, 130, 70, dtype=dtype, seed=12)
-    out["s_" + dtype] = uni.step(x[0], None)[0]
+    h, steps = None, []
+    for t in range(3):
+        y_t, h = uni.step(x[t], h)
+        steps.append(y_t)
+    out[dtype + "/step_y"] = np.stack(steps)
+    for k, v in uni.params.items():
+        out[dtype + "/step_param/" + k] = v
 np.savez(sys.argv[1], **out)
 """
 
 
-@pytest.mark.parametrize("isa", ["avx2", "generic"])
-def test_other_instruction_sets_give_the_same_results(isa, tmp_path):
-    """Builds for x86-64 carry AVX-512, AVX2 and baseline kernels and pick one from the
-    CPU; RNNEXT_GEMM_ISA asks for a lesser one, so every kernel runs here."""
-    import subprocess
-    import sys
+def cpu_flags():
+    """The x86 feature flags of /proc/cpuinfo (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
-    if rnnext._core.gemm_isa() == "generic":
-        pytest.skip("only the baseline kernels are built for this CPU")
-    results = {}
-    for name, env_isa in (("default", None), (isa, isa)):
-        env = dict(os.environ)
-        env.pop("RNNEXT_GEMM_ISA", None)
-        if env_isa:
-            env["RNNEXT_GEMM_ISA"] = env_isa
-        path = tmp_path / f"{name}.npz"
-        subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, check=True, timeout=300)
-        results[name] = dict(np.load(path))
-    if str(results[isa]["isa"]) != isa:
-        pytest.skip(f"this CPU cannot run the {isa} kernels")
-    assert str(results["default"]["isa"]) != isa
-    for key, want in results["default"].items():
-        if key == "isa":
-            continue
-        tol = 1e-12 if key.endswith("float64") else 2e-5
-        scale = max(1.0, float(np.max(np.abs(want))))
-        np.testing.assert_allclose(results[isa][key], want, rtol=tol, atol=tol * scale, err_msg=key)
+
+def best_kernel(flags):
+    """The kernel the engine should pick on a CPU with these flags (x86-64 builds)."""
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= flags else "generic"
+
+
+def run_kernel(isa, path):
+    env = dict(os.environ)
+    env.pop("RNNEXT_GEMM_ISA", None)
+    if isa != "default":
+        env["RNNEXT_GEMM_ISA"] = isa
+    subprocess.run([sys.executable, "-c", CHILD, str(path)], env=env, check=True, timeout=300)
+    with np.load(path) as f:
+        return dict(f)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "generic"])
+def test_every_kernel_gives_the_reference_results(isa, tmp_path):
+    """Builds for x86-64 carry AVX-512 (or the host's best), AVX2 and baseline kernels and
+    pick one from the CPU; RNNEXT_GEMM_ISA=avx2|generic asks for a lesser one. Each kernel
+    this CPU can run gives the NumPy reference's outputs, gradients and step() outputs,
+    whichever of them is the default."""
+    got = run_kernel(isa, tmp_path / "out.npz")
+    ran = str(got["isa"])
+    flags = cpu_flags()
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if x86 and flags:  # the dispatch: the best kernel, or the one asked for when the CPU has it
+        best = best_kernel(flags)
+        order = ["generic", "avx2", "avx512"]
+        want = best if isa == "default" else min(isa, best, key=order.index)
+        assert ran == want, f"RNNEXT_GEMM_ISA={isa} on a CPU whose best kernel is {best} ran {ran}"
+    elif not x86:
+        assert ran == "generic"  # one baseline kernel (NEON...) on other machines
+    for dtype in ("float32", "float64"):
+        tol = 1e-12 if dtype == "float64" else 2e-5  # seen: 1.3e-15 and 5.3e-7
+        g = {k.split("/", 1)[1]: v for k, v in got.items() if k.startswith(dtype + "/")}
+        params = {k[6:]: v for k, v in g.items() if k.startswith("param/")}
+        cfg = dict(num_layers=2, hidden_size=130, bidirectional=True, nonlinearity="tanh", output_size=70)
+        y, h_n = ref_forward(params, cfg, g["x"], lengths=g["lengths"])
+        grads, dx, dh0 = ref_backward(params, cfg, g["x"], g["gy"], g["gh"], lengths=g["lengths"])
+        want = dict(y=y, h_n=h_n, dx=dx, dh0=dh0, **{"grad/" + k: v for k, v in grads.items()})
+        uni = {k[11:]: v for k, v in g.items() if k.startswith("step_param/")}
+        want["step_y"] = ref_forward(uni, dict(cfg, num_layers=1, bidirectional=False), g["x"][:3])[0]
+        for key, w in want.items():
+            assert_close(g[key], w, tol, f"{ran} kernel, {dtype}, {key}")

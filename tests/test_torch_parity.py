@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import assert_close, assert_grads_match_torch, torch_run
 
 import rnnext
 
@@ -19,28 +20,6 @@ CASES = [
     (8, 2, 3, 7, None, 3, True, "relu"),
     (20, 8, 16, 32, 10, 2, True, "tanh"),
 ]
-
-
-def torch_run(rnn_t, lin_t, x, h0, lengths=None):
-    xt = torch.tensor(x, requires_grad=True)
-    ht = torch.tensor(h0, requires_grad=True)
-    if lengths is None:
-        out, h_n = rnn_t(xt, ht)
-    else:
-        packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False)
-        out, h_n = rnn_t(packed, ht)
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])
-    y = lin_t(out) if lin_t is not None else out
-    if lengths is not None:  # rnnext outputs zeros past a sequence's end, also after the Linear
-        steps = torch.arange(x.shape[0])[:, None]
-        y = y * (steps < torch.tensor(lengths)[None, :]).to(y.dtype)[..., None]
-    return xt, ht, y, h_n
-
-
-def assert_close(a, b, dtype, what):
-    tol = TOL[dtype]
-    scale = max(1.0, float(np.max(np.abs(b)))) if np.size(b) else 1.0
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=what)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -61,25 +40,17 @@ def test_parity(case, dtype, with_lengths):
 
     y, h_n = rnn(x, h0_in, lengths=lengths)
     xt, ht, yt, hnt = torch_run(rnn_t, lin_t, x, h0, lengths)
-    assert_close(y, yt.detach().numpy(), dtype, "y")
-    assert_close(h_n, hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), dtype, "h_n")
+    assert_close(y, yt.detach().numpy(), TOL[dtype], "y")
+    assert_close(h_n, hnt.detach().numpy()[0] if S == 1 else hnt.detach().numpy(), TOL[dtype], "h_n")
 
     gy = rng.standard_normal(y.shape).astype(dtype)
     gh = rng.standard_normal(hnt.shape).astype(dtype)
     rnn.zero_grad()
     dx, dh0 = rnn.backward(gy, gh[0] if S == 1 else gh)
     ((yt * torch.tensor(gy)).sum() + (hnt * torch.tensor(gh)).sum()).backward()
-    assert_close(dx, xt.grad.numpy(), dtype, "dx")
-    assert_close(dh0, ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), dtype, "dh0")
-    for l in range(L):
-        for d in range(2 if bidir else 1):
-            t, r = f"_l{l}" + ("_reverse" if d else ""), (f"_l{l}" if l else "") + ("_reverse" if d else "")
-            assert_close(rnn.grads["W_x" + r], getattr(rnn_t, "weight_ih" + t).grad.numpy().T, dtype, "W_x" + r)
-            assert_close(rnn.grads["W_h" + r], getattr(rnn_t, "weight_hh" + t).grad.numpy().T, dtype, "W_h" + r)
-            assert_close(rnn.grads["b_h" + r], getattr(rnn_t, "bias_hh" + t).grad.numpy(), dtype, "b_h" + r)
-    if O:
-        assert_close(rnn.grads["W_y"], lin_t.weight.grad.numpy().T, dtype, "W_y")
-        assert_close(rnn.grads["b_y"], lin_t.bias.grad.numpy(), dtype, "b_y")
+    assert_close(dx, xt.grad.numpy(), TOL[dtype], "dx")
+    assert_close(dh0, ht.grad.numpy()[0] if S == 1 else ht.grad.numpy(), TOL[dtype], "dh0")
+    assert_grads_match_torch(rnn, rnn_t, lin_t, TOL[dtype])
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu"])

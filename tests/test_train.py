@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -14,12 +17,9 @@ from rnnext.training import Trainer
 
 
 @pytest.fixture
-def text_path(tmp_path):
-    rng = np.random.default_rng(0)
+def text_path(write_corpus):
     words = ["for ", "i ", "in ", "range(n):\n", "    x ", "+= ", "1\n", "def ", "f(x):\n", "return "]
-    path = tmp_path / "code.txt"
-    path.write_text("".join(rng.choice(words, size=2500)), encoding="utf-8")
-    return str(path)
+    return write_corpus(words, 2500, "code.txt")[0]
 
 
 def make_run(task, hidden=16, opt="adam", lr=3e-3, schedule_steps=None, eval_every=5, seed=0, layers=1):
@@ -43,10 +43,19 @@ def test_fit_records_history_and_validates():
 
 
 def test_fit_stops_on_the_time_budget():
-    task = tasks.Sentiment(batch_size=8, heldout_size=20)
-    trainer = make_run(task, eval_every=10**6)
-    trainer.fit(steps=10**9, minutes=0.002, progress=False)  # 0.12 s
-    assert 0 < trainer.step < 10**9
+    """In a child process with a timeout: a budget ignored would fail here, not hang."""
+    code = textwrap.dedent("""
+        from rnnext import optim, tasks
+        from rnnext.training import Trainer
+        task = tasks.Sentiment(batch_size=8, heldout_size=20)
+        model = task.build_model(16, 1, seed=0)
+        trainer = Trainer(task, model, optim.Adam(model, lr=3e-3), clip=1.0, eval_every=10**6)
+        trainer.fit(steps=10**9, minutes=0.002, progress=False)  # 0.12 s
+        print(trainer.step)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 0 < int(done.stdout) < 10**9
 
 
 def test_fit_progress_bar_and_plain_lines(capsys):

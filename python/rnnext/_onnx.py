@@ -5,9 +5,12 @@ this module builds and reads the nodes around them. onnx is imported lazily.
 The graph, per layer k, is one ``RNN`` node (layout 0, one activation per direction) fed by
 the previous layer's states; ONNX's ``Y`` (T, D, B, H) becomes rnnext's (T, B, D*H) by a
 Squeeze (D = 1) or by Transpose (0, 2, 1, 3) and Reshape (0, 0, -1). The output layer is
-MatMul + Add (+ Sigmoid or Softmax). Two things differ between ONNX's RNN and rnnext and
-are fixed in the graph: ONNX gives ``Y_h`` = 0 for a sequence of length 0 (rnnext: h0),
-and the output layer maps the zero states past a sequence's end to f_o(b_y) (rnnext: 0).
+MatMul + Add (+ Sigmoid or Softmax). A ``batch_first`` model's graph is the same between a
+Transpose of ``x`` to time-major and one of ``y`` back (onnxruntime rejects the RNN op's
+layout=1); the importer reads those, and PyTorch's batch_first Transposes, as such a model.
+Two things differ between ONNX's RNN and rnnext and are fixed in the graph: ONNX gives
+``Y_h`` = 0 for a sequence of length 0 (rnnext: h0), and the output layer maps the zero
+states past a sequence's end to f_o(b_y) (rnnext: 0).
 """
 
 from __future__ import annotations
@@ -89,13 +92,16 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
     elem = TP.FLOAT if model.dtype == np.float32 else TP.DOUBLE
     g = _Graph(onnx)
     L, D, H, S = model.num_layers, model.num_directions, model.hidden_size, model.num_states
+    bf = model.batch_first  # x and y (B, T, ...): transposed around the time-major core
+    TB = ["B", "T"] if bf else ["T", "B"]
     inputs = []
     if model.vocab_size:
-        inputs.append(helper.make_tensor_value_info("x", TP.INT64, ["T", "B"]))
-        feat = g.op("Gather", [g.init("E", interop.onnx_view(model, "E")), "x"], name="embedding", axis=0)
+        inputs.append(helper.make_tensor_value_info("x", TP.INT64, TB))
+        x = g.op("Transpose", ["x"], name="x_time_major", perm=[1, 0]) if bf else "x"  # (T, B)
+        feat = g.op("Gather", [g.init("E", interop.onnx_view(model, "E")), x], name="embedding", axis=0)
     else:
-        inputs.append(helper.make_tensor_value_info("x", elem, ["T", "B", model.input_size]))
-        feat = "x"
+        inputs.append(helper.make_tensor_value_info("x", elem, TB + [model.input_size]))
+        x = feat = g.op("Transpose", ["x"], name="x_time_major", perm=[1, 0, 2]) if bf else "x"
     lengths = ""
     if with_lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TP.INT32, ["B"]))
@@ -105,7 +111,7 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
         inputs.append(helper.make_tensor_value_info("h0", elem, ["B", H] if S == 1 else [S, "B", H]))
         h0 = g.op("Unsqueeze", ["h0", g.const([0])]) if S == 1 else "h0"
     elif "h0" in model.params:  # the learned (S, H) broadcast to (S, B, H)
-        batch = g.op("Slice", [g.op("Shape", ["x"]), g.const([1]), g.const([2])])
+        batch = g.op("Slice", [g.op("Shape", [x]), g.const([1]), g.const([2])])
         h0 = g.op(
             "Expand",
             [g.op("Unsqueeze", [g.init("h0", interop.onnx_view(model, "h0")), g.const([1])]),
@@ -147,7 +153,7 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
         elif model.output_activation == "softmax":
             y = g.op("Softmax", [y], axis=-1)
         if lengths:  # zero past each sequence's end, as forward() does
-            shape = g.op("Shape", ["x"])
+            shape = g.op("Shape", [x])
             T = g.op("Gather", [shape, g.const([0], scalar=True)], axis=0)
             steps = g.op("Range", [g.const([0], scalar=True), T, g.const([1], scalar=True)])
             live = g.op(
@@ -157,9 +163,11 @@ def build(model: Any, *, with_lengths: bool, with_h0: bool, opset: int) -> Any:
             )
             zero = g.init("zero", np.zeros((), model.dtype))
             y = g.op("Where", [g.op("Unsqueeze", [live, g.const([2])]), y, zero])
+    if bf:
+        y = g.op("Transpose", [y], name="y_batch_major", perm=[1, 0, 2])
     g.nodes.append(helper.make_node("Identity", [y], ["y"], name="y"))
     outputs = [
-        helper.make_tensor_value_info("y", elem, ["T", "B", model.out_features]),
+        helper.make_tensor_value_info("y", elem, TB + [model.out_features]),
         helper.make_tensor_value_info("h_n", elem, ["B", H] if S == 1 else [S, "B", H]),
     ]
     graph = helper.make_graph(g.nodes, "rnnext", inputs, outputs, g.inits)
@@ -214,9 +222,14 @@ def _where(node: Any) -> str:
     return f"node {node.name or node.output[0]!r} ({node.op_type})"
 
 
-# Tensors on the data path are tagged (see _describe): ("ids",), ("states", k) = the input of
-# layer k, ("Y", k), ("YT", k), ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = s W_y + b_y,
-# ("f_o", act). Nodes off it compute shapes, h0 and masks from constants, x's shape and inputs.
+# Tensors on the data path are tagged (see _describe): ("x_ids",) and ("x",) = the graph
+# input and its features (x or its embeddings) in x's layout, not yet known; time-major
+# from there on: ("ids",), ("states", k) = the input of layer k, ("Y", k), ("YT", k),
+# ("Y_h", k), ("h_n",), ("z0",) = s W_y, ("z",) = s W_y + b_y, ("f_o", act); ("BT", tag) =
+# tag transposed to (B, T, ...), the output side of a batch_first graph. x's layout is fixed
+# by the first node that reads it: a Transpose (1, 0, 2) or (1, 0) makes it batch-first, an
+# RNN time-major; Shape reads no layout. Nodes off the data path compute shapes, h0 and
+# masks from constants, x's shape and inputs.
 # Off the data path every value is checked by evaluating it (constants, masks, h0), so the
 # shape arithmetic exporters write is allowed (PyTorch's expand(-1, B, -1) uses Mul and Where).
 _SIDE_OPS = {
@@ -231,8 +244,12 @@ _DATA_OPS |= {"MatMul", "Add", "Sigmoid", "Softmax", "Shape"}
 def _describe(tag: Optional[Tuple[Any, ...]]) -> str:
     if tag is None:
         return "nothing from the data"
+    if tag[0] == "BT":
+        return f"{_describe(tag[1])} transposed to (B, T, ...)"
     kind, k = tag[0], tag[1] if len(tag) > 1 else 0
     return {
+        "x": "the model input x (or its embeddings) in x's layout",
+        "x_ids": "the token ids x",
         "ids": "the token ids",
         "states": "the model input" if k == 0 else f"the states of layer {k - 1}",
         "Y": f"the Y of layer {k}",
@@ -256,6 +273,7 @@ class _Reader:
         self.producer: Dict[str, Any] = {o: n for n in self.graph.node for o in n.output}
         self.inputs = {i.name: i.type.tensor_type for i in self.graph.input if i.name not in self.consts}
         self.x = ""  # the data input: the first graph input
+        self.batch_first: Optional[bool] = None  # x's layout, once a node has read it
         self.data: Dict[str, Tuple[Any, ...]] = {}
         self.layers: List[Dict[str, Any]] = []
         self.lengths: Set[str] = set()  # graph inputs feeding sequence_lens
@@ -316,9 +334,11 @@ class _Reader:
         return [np.asarray(v) for v in ReferenceEvaluator(sub).run(names, feeds)]
 
     def _dummy_feeds(self, T: int, B: int, lengths: np.ndarray) -> Dict[str, np.ndarray]:
-        """Zero data of shape (T, B, ...) and the given lengths, to evaluate masks and h0."""
+        """Zero data of shape (T, B, ...) ((B, T, ...) for a batch-first x) and the given
+        lengths, to evaluate masks and h0."""
         x_np = self.onnx.helper.tensor_dtype_to_np_dtype(self.inputs[self.x].elem_type)
-        shape = (T, B) if self.E is not None else (T, B, self.layers[0]["W"].shape[2])
+        shape: Tuple[int, ...] = (B, T) if self.batch_first else (T, B)
+        shape += () if self.E is not None else (self.layers[0]["W"].shape[2],)
         return {self.x: np.zeros(shape, x_np), **{n: lengths for n in self.lengths}}
 
     def axes(self, node: Any, attrs: Dict[str, Any]) -> List[int]:
@@ -337,9 +357,9 @@ class _Reader:
         self.x = next(iter(self.inputs))
         elem = self.inputs[self.x].elem_type
         if elem in (TP.INT64, TP.INT32):
-            self.data[self.x] = ("ids",)
+            self.data[self.x] = ("x_ids",)
         elif elem in (TP.FLOAT, TP.DOUBLE):
-            self.data[self.x] = ("states", 0)
+            self.data[self.x] = ("x",)
         else:
             raise _Refusal(f"graph input {self.x!r}: expected float, double or integer data, got element type {elem}")
         for node in self.graph.node:
@@ -366,16 +386,38 @@ class _Reader:
             if op not in _SIDE_OPS:
                 raise _Refusal(f"{where}: computes from constants alone, which rnnext does not expect of {op}")
             return None
-        t0, layers = dtags[0], self.layers
         if op == "Shape":
             return None  # x's shape: a side value
-        if op == "Gather" and tags == [None, ("ids",)]:
+        if any(t[0] == "BT" for t in dtags):
+            return self._batch_major(node, op, ins, attrs, tags)
+        return self._time_major(node, op, ins, attrs, tags)
+
+    def _time_major(
+        self, node: Any, op: str, ins: List[str], attrs: Dict[str, Any], tags: List[Any], batch_major: bool = False
+    ) -> Tuple[Any, ...]:
+        """The tag of a data node's output, tags as in (T, B, ...); ``batch_major``: they are
+        really (B, T, ...) (see :meth:`_batch_major`)."""
+        where, dtags = _where(node), [t for t in tags if t is not None]
+        t0, layers = dtags[0], self.layers
+        if op == "Gather" and tags[0] is None and tags[1:] in ([("ids",)], [("x_ids",)]):
             if attrs.get("axis", 0) != 0 or self.E is not None:
                 raise _Refusal(f"{where}: attribute axis={attrs.get('axis')}: expected one lookup on axis 0")
             self.E = self.const(ins[0], "the embedding E", node)
-            return ("states", 0)
+            return ("states", 0) if tags[1] == ("ids",) else ("x",)
         if op == "RNN":
             return self._rnn(node, attrs, tags)
+        if op == "Transpose" and t0 in (("x",), ("x_ids",)):
+            perm, want = list(attrs.get("perm", [])), [1, 0, 2] if t0 == ("x",) else [1, 0]
+            if perm != want:
+                raise _Refusal(f"{where}: attribute perm={perm} on {_describe(t0)}: expected {want} (B, T to T, B)")
+            self._layout(node, True)
+            return ("states", 0) if t0 == ("x",) else ("ids",)
+        if op == "Transpose" and list(attrs.get("perm", [])) == [1, 0, 2] and (
+            t0[0] in ("z0", "z", "f_o") or (t0[0] == "states" and t0[1] > 0)
+        ):
+            if not self.batch_first:
+                raise _Refusal(f"{where}: transposes {_describe(t0)} to (B, T, ...), but x is read time-major")
+            return ("BT", t0)
         if op == "Squeeze" and t0[0] == "Y" and self.axes(node, attrs) == [1] and layers[t0[1]]["D"] == 1:
             return ("states", t0[1] + 1)
         if op == "Transpose" and t0[0] == "Y" and list(attrs.get("perm", [])) == [0, 2, 1, 3]:
@@ -388,8 +430,8 @@ class _Reader:
             return ("states", t0[1] + 1)
         if op in ("Squeeze", "Concat") and t0[0] in ("Y_h", "h_n"):
             return self._h_n(node, op, attrs, tags)
-        if op == "Where" and tags[0] is None and len(dtags) == 1:
-            self._mask(node, tags)
+        if op == "Where" and tags[0] is None and len(dtags) == 1 and t0[0] not in ("x", "x_ids"):
+            self._mask(node, tags, batch_major)
             return t0
         if op == "Identity":
             return t0
@@ -409,9 +451,36 @@ class _Reader:
         got = ", ".join(f"{i!r} ({_describe(t)})" for i, t in zip(ins, tags) if t is not None)
         raise _Refusal(f"{where}: not part of an rnnext model here (reads {got}; attributes {attrs})")
 
+    def _batch_major(
+        self, node: Any, op: str, ins: List[str], attrs: Dict[str, Any], tags: List[Any]
+    ) -> Tuple[Any, ...]:
+        """The output side of a batch-first graph, after y's Transpose: the output layer and
+        the mask, read as in (T, B, ...) with the result tagged ("BT", ...)."""
+        if op not in ("MatMul", "Add", "Sigmoid", "Softmax", "Where", "Identity") or any(
+            t is not None and t[0] != "BT" for t in tags
+        ):
+            got = ", ".join(f"{i!r} ({_describe(t)})" for i, t in zip(ins, tags) if t is not None)
+            raise _Refusal(
+                f"{_where(node)}: not part of an rnnext model here (reads {got}; after the Transpose to "
+                "(B, T, ...) only the output layer and its mask)"
+            )
+        inner = [None if t is None else t[1] for t in tags]
+        return ("BT", self._time_major(node, op, ins, attrs, inner, batch_major=True))
+
+    def _layout(self, node: Any, batch_first: bool) -> None:
+        """Fix x's layout, refusing a graph that reads it both ways."""
+        if self.batch_first is not None and self.batch_first != batch_first:
+            raise _Refusal(
+                f"{_where(node)}: reads x as {'(B, T, ...)' if batch_first else '(T, B, ...)'}, another node "
+                f"as {'(T, B, ...)' if batch_first else '(B, T, ...)'}"
+            )
+        self.batch_first = batch_first
+
     def _rnn(self, node: Any, attrs: Dict[str, Any], tags: List[Any]) -> Tuple[Any, ...]:
         where, k = _where(node), len(self.layers)
-        if tags[0] != ("states", k):
+        if k == 0 and tags[0] == ("x",):  # x itself: time-major
+            self._layout(node, False)
+        elif tags[0] != ("states", k):
             raise _Refusal(f"{where}: input X is {_describe(tags[0])}, expected {_describe(('states', k))}")
         if any(t is not None for t in tags[1:]):
             raise _Refusal(f"{where}: W, R, B, sequence_lens and initial_h must not depend on the data")
@@ -463,10 +532,10 @@ class _Reader:
             self.h_n_layers = len(tags)
         return ("h_n",)
 
-    def _mask(self, node: Any, tags: List[Any]) -> None:
+    def _mask(self, node: Any, tags: List[Any], batch_major: bool) -> None:
         """Check that a Where on the data path keeps the data exactly where rnnext does: the
-        states or outputs at steps t < length, h_n of non-empty sequences; elsewhere zeros,
-        or for h_n the layer's initial state."""
+        states or outputs at steps t < length (on (B, T, ...) data with ``batch_major``),
+        h_n of non-empty sequences; elsewhere zeros, or for h_n the layer's initial state."""
         where, ins = _where(node), list(node.input)
         tag = tags[1] or tags[2]
         data_first = tags[1] is not None
@@ -485,8 +554,9 @@ class _Reader:
         keep = cond if data_first else ~cond
         if tag[0] == "Y_h":  # (directions, B, H)
             want = (lens > 0)[None, :, None]
-        else:  # (T, B, features)
+        else:  # (T, B, features) or (B, T, features)
             want = (np.arange(T)[:, None] < lens[None, :])[:, :, None]
+            want = want.swapaxes(0, 1) if batch_major else want
         try:
             full = np.broadcast_shapes(keep.shape, want.shape)
         except ValueError:
@@ -505,6 +575,7 @@ class _Reader:
         else:
             linear = ("z",)
         want_y = ("f_o", self.f_o) if self.f_o else linear if W_y is not None else ("states", L)
+        want_y = ("BT", want_y) if self.batch_first else want_y
         if not outs or self.data.get(outs[0]) != want_y:
             got = _describe(self.data.get(outs[0])) if outs else "no output"
             raise _Refusal(f"graph output {outs[0] if outs else None!r}: expected {_describe(want_y)} (y), got {got}")
@@ -534,6 +605,7 @@ class _Reader:
             bidirectional=D == 2,
             vocab_size=None if E is None else E.shape[0],
             learn_h0=h0 is not None,
+            batch_first=bool(self.batch_first),
         )
         for name, value in (("E", E), ("h0", h0), ("W_y", W_y), ("b_y", b_y)):
             if value is not None:

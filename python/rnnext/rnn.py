@@ -565,15 +565,11 @@ class RNN:
         self, path: serialization.PathLike, *, with_lengths: bool = False, with_h0: bool = False, opset: int = 14
     ) -> None:
         """Write an ONNX model computing ``forward``: inputs ``x`` (and ``lengths`` (B,) int32,
-        ``h0`` in forward's shape), outputs ``y`` and ``h_n``; T and B are dynamic. Needs the
-        ``onnx`` package; see docs/interop.md for the graph and onnxruntime."""
+        ``h0`` in forward's shape), outputs ``y`` and ``h_n``; T and B are dynamic, ``x`` and
+        ``y`` batch-first with ``batch_first``. Needs the ``onnx`` package; see docs/interop.md
+        for the graph and onnxruntime."""
         from . import _onnx
 
-        if self.batch_first:  # the graph is time-major: (B, T, I) input would be misread silently
-            raise ValueError(
-                "to_onnx: the exported graph is time-major (T, B, ...); got a batch_first=True model. Export a "
-                "time-major twin: t = RNN(**{**rnn.config, 'batch_first': False}); t.flat_params[...] = rnn.flat_params"
-            )
         _onnx.export(self, path, with_lengths=with_lengths, with_h0=with_h0, opset=opset)
 
     # ------------------------------------------- copies, files, PyTorch and Keras names
