@@ -548,7 +548,7 @@ def print_report(r: Dict[str, Any]) -> None:
                 flag = "" if im["loss_agrees"] in (True, None) else "!"
                 line += f"{im['min_ms']:>12.3f} /{im['median_ms']:>8.3f}{flag}"
         rb = s.get("ratio_vs_best")
-        line += f"{fmt(rb, '10.2f')} {s['best_peer'] if rb is not None else '':8s}"
+        line += f"{fmt(rb, '10.3g')} {s['best_peer'] if rb is not None else '':8s}"
         rx = s["impls"].get("rnnext")
         if rx:
             line += f"{rx['gflops']:9.1f}" + (f"{100 * rx['gflops'] / mm:6.0f}" if mm else "")
@@ -581,7 +581,7 @@ def print_report(r: Dict[str, Any]) -> None:
         rb = s.get("ratio_vs_best")
         if goal is not None:
             txt.append("no peer" if rb is None else
-                       f"{rb:.2f} x {s['best_peer']} (goal <= {goal}) {'met' if rb <= goal else 'NOT met'}")
+                       f"{rb:.3g} x {s['best_peer']} (goal <= {goal}) {'met' if rb <= goal else 'NOT met'}")
         pct_goal = GOAL_PCT_MATMUL.get(shape)
         if pct_goal is not None and "rnnext" in s["impls"] and mm:
             pct = 100 * s["impls"]["rnnext"]["gflops"] / mm
