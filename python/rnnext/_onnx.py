@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from . import interop
-from ._checks import check_int
+from ._checks import check_int, check_path
 from ._files import write_atomic
 from ._version import __version__
 
@@ -35,13 +35,6 @@ def _onnx() -> Any:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("this needs the onnx package: pip install 'rnnext[onnx]'") from e
     return onnx
-
-
-def _fspath(path: Any) -> str:
-    try:
-        return os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
 
 
 # -------------------------------------------------------------------------- export
@@ -72,7 +65,7 @@ class _Graph:
 
 def export(model: Any, path: Any, *, with_lengths: bool = False, with_h0: bool = False, opset: int = 14) -> None:
     onnx = _onnx()
-    path = _fspath(path)
+    path = check_path(path)
     for name, flag in (("with_lengths", with_lengths), ("with_h0", with_h0)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name}: expected a bool, got {flag!r}")
@@ -189,7 +182,7 @@ class _Refusal(ValueError):
 
 def read(cls: Any, path: Any) -> Any:
     onnx = _onnx()
-    path = _fspath(path)
+    path = check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file: {path!r}")
     with open(path, "rb") as fh:

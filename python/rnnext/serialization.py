@@ -20,6 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from ._checks import check_path
 from ._files import read_npz, write_npz_atomic
 from ._version import __version__
 from .interop import IncompatibleKeys as IncompatibleKeys  # noqa: F401  (its old home)
@@ -81,10 +82,7 @@ def save(model: Any, path: PathLike) -> None:
     The file is written next to ``path`` under a temporary name and then renamed, so a
     crash never leaves a half-written file at ``path``.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
+    path = check_path(path)
     arrays = dict(
         format_version=np.array(FORMAT_VERSION, dtype=np.int64),
         rnnext_version=np.array(__version__),
@@ -102,10 +100,7 @@ def load(cls: Any, path: PathLike) -> Any:
     else wrong: not an ``.npz``, truncated or corrupt, missing or unknown entries, another
     format version, an invalid config, parameters of the wrong size or dtype.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
+    path = check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file: {path!r}")
 

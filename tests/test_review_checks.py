@@ -1,0 +1,102 @@
+"""Careless-user inputs found in the review of issues 13 and 15: each message names the
+argument, what was expected and what the caller passed."""
+
+import os
+
+import numpy as np
+import pytest
+
+import rnnext
+from rnnext import losses
+
+
+def model(**kw):
+    return rnnext.RNN(5, 8, 3, seed=0, **kw)
+
+
+x = np.zeros((4, 2, 5), np.float32)
+
+
+@pytest.mark.parametrize(
+    "lengths, shown",
+    [([1e30, 2.0], "1e+30"), (np.array([2**63 + 1, 1], np.uint64), str(2**63 + 1)), ([-1e19, 2.0], "-1e+19")],
+)
+def test_lengths_beyond_int64_are_named_not_wrapped(lengths, shown):
+    # Cast to int64 first, these wrapped to -9223372036854775808 in the message.
+    with pytest.raises(ValueError, match=r"lengths: expected integers within int64, got " + shown.replace("+", r"\+")):
+        model()(x, lengths=lengths)
+
+
+def test_scalar_lengths_message_shows_the_scalar():
+    with pytest.raises(ValueError, match=r"lengths: expected 1 dimensions \(B\), got shape \(\)"):
+        model()(x, lengths=4)
+
+
+def test_scalar_token_id_is_not_a_sequence():
+    # (T,) or (T, B) ids, as the docstring says; a bare 3 was run as one step (T = 1).
+    v = model(vocab_size=10)
+    with pytest.raises(ValueError, match=r"x: expected token ids of shape \(T, B\) or \(T,\), got shape \(\)"):
+        v(3)
+    assert v(np.array([3]))[0].shape == (1, 3)
+
+
+def test_dtype_none_is_refused():
+    # np.dtype(None) is float64: dtype=None built a float64 model without a word.
+    with pytest.raises(TypeError, match=r"dtype: expected 'float32' or 'float64', got None"):
+        rnnext.RNN(5, 8, dtype=None)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: losses.softmax_cross_entropy(None, [0]), "logits"),
+        (lambda: losses.softmax_cross_entropy([[1.0, 2.0]], None), "targets"),
+        (lambda: losses.softmax_cross_entropy([[1.0, 2.0]], [0], mask=[None]), "mask"),
+        (lambda: losses.sigmoid_cross_entropy([[1.0]], None), "targets"),
+        (lambda: losses.mse(None, [1.0]), "y"),
+    ],
+)
+def test_losses_name_none(call, name):
+    with pytest.raises(TypeError, match=rf"{name}: expected real numbers, got (None|list \[None\])"):
+        call()
+
+
+def writers(tmp_path):
+    m = model()
+    yield "save", m.save
+    pytest.importorskip("onnx")
+    yield "to_onnx", m.to_onnx
+
+
+@pytest.mark.parametrize("writer", ["save", "to_onnx"])
+def test_write_to_a_missing_folder_names_the_path(tmp_path, writer):
+    write = dict(writers(tmp_path))[writer]
+    target = str(tmp_path / "nope" / "m.file")
+    with pytest.raises(FileNotFoundError) as e:
+        write(target)
+    assert target in str(e.value) and ".tmp" not in str(e.value)
+
+
+@pytest.mark.parametrize("writer", ["save", "to_onnx"])
+def test_write_to_a_folder_names_the_path(tmp_path, writer):
+    write = dict(writers(tmp_path))[writer]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        write(str(tmp_path / "d"))
+    assert str(tmp_path / "d") in str(e.value) and ".tmp" not in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["d"]  # no temporary file left behind
+
+
+def test_bytes_paths_are_refused_by_name(tmp_path):
+    m = model()
+    p = os.fsencode(str(tmp_path / "m.npz"))
+    calls = [lambda: m.save(p), lambda: rnnext.load(p)]
+    try:
+        import onnx  # noqa: F401
+
+        calls += [lambda: m.to_onnx(p), lambda: rnnext.from_onnx(p)]
+    except ImportError:
+        pass
+    for call in calls:
+        with pytest.raises(TypeError, match=r"path: expected a str or os.PathLike of str, got bytes"):
+            call()
