@@ -95,3 +95,19 @@ def test_bytes_paths_are_refused_by_name(tmp_path, which):
     call = {"save": m.save, "load": rnnext.load, "to_onnx": m.to_onnx, "from_onnx": rnnext.from_onnx}[which]
     with pytest.raises(TypeError, match=r"path: expected a str or os.PathLike of str, got bytes"):
         call(p)
+
+
+def test_step_reads_token_ids_as_forward_does():
+    # forward() took ids 2.0 (whole-valued floats) while step() refused them by dtype.
+    v = model(vocab_size=10).eval()
+    y_int, h_int = v.step(2)
+    y_f, h_f = v.step(2.0)
+    np.testing.assert_array_equal(y_f, y_int)
+    np.testing.assert_array_equal(h_f, h_int)
+    y2, _ = v.step([1.0, 2.0])
+    np.testing.assert_array_equal(y2, v.step(np.array([1, 2]))[0])
+    np.testing.assert_array_equal(v(np.array([[2.0]]))[0][0], v.step([2])[0])
+    with pytest.raises(TypeError, match=r"x: expected integers \(or whole-valued floats\), got 2.5"):
+        v.step(2.5)
+    with pytest.raises(TypeError, match=r"x: expected integers, got an array of dtype bool"):
+        v.step(True)

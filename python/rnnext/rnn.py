@@ -525,7 +525,13 @@ class RNN:
         dropout, nothing is kept for ``backward``; unidirectional models only. Checked and
         run in C++, so a call costs about a microsecond at small sizes.
         """
-        return self._core.step(x, h)
+        try:
+            return self._core.step(x, h)
+        except TypeError:
+            if not self.vocab_size:
+                raise
+            # Token ids as forward() reads them: whole-valued floats too, else its message.
+            return self._core.step(as_int_array("x", x), h)
 
     # ------------------------------------------------------------------ helpers
     def reset_state(self, h: Any, done: Any) -> np.ndarray:
