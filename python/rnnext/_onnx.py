@@ -185,10 +185,9 @@ def read(cls: Any, path: Any) -> Any:
     path = check_path(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file: {path!r}")
-    with open(path, "rb") as fh:
-        data = fh.read()
     try:
-        proto = onnx.load_model_from_string(data)
+        # With its external data (torch.onnx.export's dynamo exporter writes <path>.data).
+        proto = onnx.load_model(path)
         onnx.checker.check_model(proto)
     except Exception as e:  # protobuf's DecodeError, onnx's ValidationError, ...
         raise ValueError(f"{path}: not a valid ONNX model ({type(e).__name__}: {e})") from e
@@ -355,11 +354,19 @@ class _Reader:
             self.data[self.x] = ("x",)
         else:
             raise _Refusal(f"graph input {self.x!r}: expected float, double or integer data, got element type {elem}")
-        for node in self.graph.node:
-            out = self._node(node)
-            for i, o in enumerate(node.output):
-                if o and out is not None:
-                    self.data[o] = out if i == 0 else ("Y_h", out[1])  # only RNN has two outputs
+        try:
+            for node in self.graph.node:
+                out = self._node(node)
+                for i, o in enumerate(node.output):
+                    if o and out is not None:
+                        self.data[o] = out if i == 0 else ("Y_h", out[1])  # only RNN has two outputs
+        except _Refusal as e:
+            if any(n.op_type == "RNN" for n in self.graph.node):
+                raise
+            raise _Refusal(
+                f"{e}; the graph has no RNN node at all (torch.onnx.export's dynamo exporter, its default "
+                "in recent PyTorch, unrolls nn.RNN into MatMul and Tanh: export with dynamo=False)"
+            ) from None
         if not self.layers:
             raise _Refusal("the graph has no RNN node")
         return self._build(cls)
