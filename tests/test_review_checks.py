@@ -111,3 +111,18 @@ def test_step_reads_token_ids_as_forward_does():
         v.step(2.5)
     with pytest.raises(TypeError, match=r"x: expected integers, got an array of dtype bool"):
         v.step(True)
+
+
+def test_step_reads_bfloat16_tensors_as_forward_does():
+    # forward() converts bfloat16 tensors (NumPy has no bfloat16); step() said "got Tensor".
+    torch = pytest.importorskip("torch")
+    m = model().eval()
+    x = torch.linspace(-1, 1, 10).reshape(2, 5)
+    h = torch.full((2, 8), 0.25)
+    want = m.step(x.to(torch.bfloat16).float().numpy(), h.numpy())
+    got = m.step(x.to(torch.bfloat16), h.to(torch.bfloat16))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(m(x.to(torch.bfloat16)[None])[0][0], m.step(x.to(torch.bfloat16))[0])
+    with pytest.raises(TypeError, match=r"h: expected an array of real numbers or None, got dtype <U5"):
+        m.step(x.to(torch.bfloat16), "state")

@@ -19,6 +19,7 @@ from ._checks import (
     check_memory,
     check_shape,
     first_bad_position,
+    torch_to_numpy,
 )
 
 if TYPE_CHECKING:  # torch stays optional: only the annotations name it
@@ -528,10 +529,14 @@ class RNN:
         try:
             return self._core.step(x, h)
         except TypeError:
-            if not self.vocab_size:
+            # Off the fast path, read x and h as forward() does: torch tensors NumPy cannot
+            # take (bfloat16) converted, token ids as integers (whole-valued floats too).
+            x2, h2 = torch_to_numpy(x), torch_to_numpy(h)
+            if self.vocab_size:
+                x2 = as_int_array("x", x2)
+            if x2 is x and h2 is h:
                 raise
-            # Token ids as forward() reads them: whole-valued floats too, else its message.
-            return self._core.step(as_int_array("x", x), h)
+            return self._core.step(x2, h2)
 
     # ------------------------------------------------------------------ helpers
     def reset_state(self, h: Any, done: Any) -> np.ndarray:
