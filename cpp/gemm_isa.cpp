@@ -19,7 +19,9 @@
 // function compiled for one instruction set can be picked by the linker for another.
 #include "gemm_types.hpp"
 
-#include <unistd.h>
+#if __has_include(<unistd.h>)
+#include <unistd.h>  // sysconf
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -514,6 +516,67 @@ void gemv_row(const GemmArgs<T>& g) {
     }
 }
 
+// One row of A against NV vectors of columns of B as stored, C in registers, one pass over
+// K; with up to 4 vectors two sets of accumulators take alternate k (FMA latency).
+template <class T, int NV>
+void row_narrow(Index K, const T* a, Index sa, const T* b, Index ldb, T* c, bool acc, const T* bias) {
+    using O = Vec<T>;
+    using V = typename O::V;
+    constexpr int L = O::L, U = NV <= 4 ? 2 : 1;
+    V s[U][NV];
+#pragma GCC unroll 16
+    for (int u = 0; u < U; ++u)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) s[u][v] = O::zero();
+    Index k = 0;
+    for (; k + U <= K; k += U) {
+#pragma GCC unroll 2
+        for (int u = 0; u < U; ++u) {
+            const V ak = O::bcast(a + (k + u) * sa);
+            const T* bk = b + (k + u) * ldb;
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; ++v) s[u][v] = O::fma(ak, O::load(bk + v * L), s[u][v]);
+        }
+    }
+    if (k < K) {
+        const V ak = O::bcast(a + k * sa);
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) s[0][v] = O::fma(ak, O::load(b + k * ldb + v * L), s[0][v]);
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+        V r = U == 2 ? O::add(s[0][v], s[U - 1][v]) : s[0][v];
+        if (acc) r = O::add(r, O::load(c + v * L));
+        else if (bias) r = O::add(r, O::load(bias + v * L));
+        O::store(c + v * L, r);
+    }
+}
+
+template <class T, int NV>
+constexpr void (*row_narrow_of())(Index, const T*, Index, const T*, Index, T*, bool, const T*) {
+    return &row_narrow<T, NV>;
+}
+
+// One row of A times B as stored (K, N), B narrow or small: blocks of up to 8 vectors of
+// columns in registers, one pass over K each; the last N % L columns one by one.
+template <class T>
+void row_product(const GemmArgs<T>& g) {
+    constexpr int L = Vec<T>::L;
+    static constexpr void (*table[9])(Index, const T*, Index, const T*, Index, T*, bool, const T*) = {
+        nullptr,                row_narrow_of<T, 1>(), row_narrow_of<T, 2>(), row_narrow_of<T, 3>(),
+        row_narrow_of<T, 4>(), row_narrow_of<T, 5>(), row_narrow_of<T, 6>(), row_narrow_of<T, 7>(),
+        row_narrow_of<T, 8>()};
+    const Index full = g.N / L * L, sa = g.transA ? g.lda : 1;
+    for (Index j0 = 0; j0 < full; j0 += 8 * L)
+        table[imin(8, (full - j0) / L)](g.K, g.A, sa, g.B + j0, g.ldb, g.C + j0, g.accumulate,
+                                        g.bias ? g.bias + j0 : nullptr);
+    for (Index j = full; j < g.N; ++j) {
+        T sum = g.accumulate ? g.C[j] : g.bias ? g.bias[j] : T(0);
+        for (Index k = 0; k < g.K; ++k) sum += g.A[k * sa] * g.B[k * g.ldb + j];
+        g.C[j] = sum;
+    }
+}
+
 template <class T>
 void gemm(const GemmArgs<T>& g) {
     constexpr int NR = Tr<T>::NR, MR = Tr<T>::MR;
@@ -531,7 +594,11 @@ void gemm(const GemmArgs<T>& g) {
     // per row, and meet every row again only after all other panels). kDirectRows:
     // measured on a Zen 5 (AVX2 16 x 1760 x 1760: 1.3x Eigen read in place, 0.8x packed).
     const bool direct = !g.Bp && !g.transB && M <= kDirectRows;
-    if (direct && M == 1 && N > 4 * NR) return gemv_row<T>(g);  // narrower: C in registers is faster
+    // B 8 vectors wide or (with AVX; measured slower with SSE) in L1: C in registers; else
+    // C in L1.
+    if (direct && M == 1)
+        return N <= 8 * Vec<T>::L || (Tr<T>::AW == 1 && K * N * Index(sizeof(T)) <= (32 << 10)) ? row_product<T>(g)
+                                                                                              : gemv_row<T>(g);
     // 32: measured, 1.2-1.7x over KC at 1 x 1024 x 1024; short rows share pages anyway.
     const Index KC = direct && g.ldb * Index(sizeof(T)) >= 1024 ? imin(s.kc, 32) : s.kc, MC = s.mc, NC = s.nc;
     Workspace<T>& ws = workspace<T>();
