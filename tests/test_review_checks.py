@@ -126,3 +126,10 @@ def test_step_reads_bfloat16_tensors_as_forward_does():
     np.testing.assert_array_equal(m(x.to(torch.bfloat16)[None])[0][0], m.step(x.to(torch.bfloat16))[0])
     with pytest.raises(TypeError, match=r"h: expected an array of real numbers or None, got dtype <U5"):
         m.step(x.to(torch.bfloat16), "state")
+
+
+@pytest.mark.parametrize("targets", [np.array([0, 1]), np.zeros((2, 0))])
+def test_softmax_cross_entropy_with_no_classes_names_logits(targets):
+    # Was NumPy's "zero-size array to reduction operation maximum which has no identity".
+    with pytest.raises(ValueError, match=r"logits: expected at least one class on the last axis \(\.\.\., C\), got shape \(2, 0\)"):
+        losses.softmax_cross_entropy(np.zeros((2, 0)), targets)

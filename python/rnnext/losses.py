@@ -72,6 +72,8 @@ def softmax_cross_entropy(
             return float(loss), grad
     z, m = _prepare("logits", logits, mask, reduction)
     C = z.shape[-1]
+    if C == 0:
+        raise ValueError(f"logits: expected at least one class on the last axis (..., C), got shape {z.shape}")
     logp = _log_softmax(z)
     t = as_real_array("targets", targets)
     if t.shape == z.shape and t.dtype.kind == "f":
