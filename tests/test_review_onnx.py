@@ -36,3 +36,14 @@ def test_a_graph_without_rnn_node_says_so_first(tmp_path):
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 14)]), str(tmp_path / "u.onnx"))
     with pytest.raises(ValueError, match=r"u.onnx: node .unrolled. \(Tanh\): operator Tanh is not supported.*; the graph has no RNN node at all .*dynamo=False"):
         rnnext.from_onnx(tmp_path / "u.onnx")
+
+
+def test_a_fresh_learned_h0_survives_the_round_trip(tmp_path):
+    # A new learn_h0 model's h0 is zeros; from_onnx read zeros as "no learned h0", so the
+    # imported model had learn_h0=False and would no longer train h0.
+    model = rnnext.RNN(3, 4, 2, learn_h0=True, num_layers=2, seed=0)
+    assert not model.params["h0"].any()
+    model.to_onnx(tmp_path / "m.onnx")
+    back = rnnext.from_onnx(tmp_path / "m.onnx")
+    assert back.config == model.config
+    np.testing.assert_array_equal(back.params["h0"], model.params["h0"])

@@ -647,4 +647,7 @@ class _Reader:
             return None
         if not np.array_equal(values[0], values[1]):
             raise _Refusal("initial_h: depends on the batch size")
-        return values[0] if values[0].any() else None
+        # Zeros are no learned h0 (PyTorch's default state), except in rnnext's own graph,
+        # whose learned h0 is the initializer "h0" (zeros when freshly initialised).
+        own = self.proto.producer_name == "rnnext" and any(t.name == "h0" for t in self.graph.initializer)
+        return values[0] if values[0].any() or own else None
