@@ -126,6 +126,7 @@ static void bench_shape(const Shape& s, double budget) {
                 "allocs/step %ld  workspace %.2f MiB\n",
                 s.name, long(s.I), long(s.H), long(s.O), long(s.B), long(s.T), tf.min * 1e3, tfb.min * 1e3,
                 tfb.median * 1e3, flops / tfb.min / 1e9, allocs / 3, m.workspace_bytes() / 1048576.0);
+    std::printf("%-10s kept between calls %.2f x T*B*H*4 (%.2f without the copy of x)\n", s.name, m.workspace_bytes() / (4.0 * s.T * s.B * s.H), (m.workspace_bytes() - 4.0 * s.T * s.B * s.I) / (4.0 * s.T * s.B * s.H));
 }
 
 // ---- every kernel the build carries, with Eigen's product built with the same flags

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -172,6 +173,7 @@ static void bind_model(py::module_& m, const char* name) {
                                })
         .def_property_readonly("has_forward", &M::has_forward)
         .def_property_readonly("workspace_bytes", &M::workspace_bytes)
+        .def_property_readonly("scratch_bytes", &M::scratch_bytes)
         .def("step", &model_step<T>, py::arg("x"), py::arg("h"))
         .def("seed", [](M& self, std::uint64_t s) { self.seed(s); })
         .def("zero_grad",
@@ -183,7 +185,7 @@ static void bind_model(py::module_& m, const char* name) {
         .def(
             "forward",
             [](M& self, std::optional<Arr<T>> x, std::optional<IdArr> ids, std::optional<Arr<T>> h0,
-               std::optional<LenArr> lengths, Index Tn, Index B, bool training) {
+               std::optional<LenArr> lengths, Index Tn, Index B, bool training, bool keep_x, bool x_private) {
                 const Index H = self.cfg.hidden_size;
                 if (x.has_value() == ids.has_value()) throw py::value_error("exactly one of x and ids is needed");
                 if (Tn < 0 || B < 0) throw py::value_error("T and B must be non-negative");
@@ -201,15 +203,29 @@ static void bind_model(py::module_& m, const char* name) {
                 const std::int32_t* lp = lengths ? lengths->data() : nullptr;
                 T* yp = y.mutable_data();
                 T* hnp = h_n.mutable_data();
+                // keep_x: the caller vouches that x stays unchanged (a private or read-only
+                // array), so the model keeps a reference to it instead of a copy.
+                std::shared_ptr<const void> owner;
+                if (x && keep_x) {
+                    PyObject* o = x->ptr();
+                    Py_INCREF(o);
+                    owner = std::shared_ptr<const void>(xp, [o](const void*) {
+                        py::gil_scoped_acquire gil;
+                        Py_DECREF(o);
+                    });
+                }
                 {
                     py::gil_scoped_release nogil;
                     std::lock_guard<std::mutex> lock(self.mutex());
-                    self.forward(yp, hnp, xp, ip, hp, lp, Tn, B, training);
+                    self.forward(yp, hnp, xp, ip, hp, lp, Tn, B, training, &owner, x_private);
                 }
+                // owner now holds the reference the call replaced: released here, with the GIL
+                // and without the model's lock (a step() may hold the lock and wait for the GIL).
+                owner.reset();
                 return py::make_tuple(y, h_n);
             },
             py::arg("x"), py::arg("ids"), py::arg("h0"), py::arg("lengths"), py::arg("T"), py::arg("B"),
-            py::arg("training"))
+            py::arg("training"), py::arg("keep_x") = false, py::arg("x_private") = false)
         .def(
             "backward",
             [](M& self, Arr<T> grad, std::optional<Arr<T>> dh_n, bool wrt_logits, bool want_dx) {
@@ -281,6 +297,14 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("logits"), py::arg("targets"));
     m.def("gemm_isa", [] { return std::string(gemm_table().isa); });
+    // For the tests: backward's chunks of steps get this many rows (0: chosen by shape).
+    m.def(
+        "_set_backward_chunk_rows",
+        [](Index rows) {
+            if (rows < 0) throw py::value_error("rows: expected an int >= 0, got " + std::to_string(rows));
+            backward_chunk_rows_override().store(rows);
+        },
+        py::arg("rows"));
     bind_model<float>(m, "ModelF32");
     bind_model<double>(m, "ModelF64");
 }

@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -243,20 +244,23 @@ void rnn_layer_forward(T* S,                   // (T, B, ldS) out: states s_t in
     });
 }
 
-// Rows [b0, b1) of the backward recurrence: dS_t becomes dL/d(pre-activation) of step t in
-// place, dcarry goes from dL/dh_n to dL/dh0, sumsq[t] gets |dL/ds_t|^2 over these rows.
+// Rows [b0, b1) of the backward recurrence over the steps [t0, t1) in processing order
+// (t1 - 1 down to t0, or up for the reverse direction). G holds dL/ds_t of those steps,
+// step t at row block t - t0, and becomes dL/d(pre-activation) in place; dcarry goes from
+// dL/ds entering the chunk to dL/ds leaving it (dL/dh0 after the last chunk); sumsq[t]
+// gets |dL/ds_t|^2 over these rows.
 template <class T>
-void rnn_rows_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
-                       Index Tn, Index B, Index b0, Index b1, Index H, Index ldS, bool reverse, Act act) {
+void rnn_rows_backward(T* G, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
+                       Index t0, Index t1, Index B, Index b0, Index b1, Index H, Index ldS, bool reverse, Act act) {
     const Index nb = b1 - b0;
     T* dc = dcarry + b0 * H;
-    for (Index step = Tn - 1; step >= 0; --step) {
-        const Index t = reverse ? Tn - 1 - step : step;
-        T* Gp = dS + (t * B + b0) * ldS;
+    for (Index k = 0; k < t1 - t0; ++k) {
+        const Index t = reverse ? t0 + k : t1 - 1 - k;
+        T* Gp = G + ((t - t0) * B + b0) * H;
         const T* St = S + (t * B + b0) * ldS;
         T ss = 0;
         for (Index r = 0; r < nb; ++r) {  // G = (dS_t + dc) * f'(s_t), row by row
-            ArrMap<T> g(Gp + r * ldS, H);
+            ArrMap<T> g(Gp + r * H, H);
             if (!active(lengths, b0 + r, t)) {
                 g.setZero();
                 continue;
@@ -267,29 +271,30 @@ void rnn_rows_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* 
         }
         if (sumsq) sumsq[t] = ss;
         if (lengths) {  // past its end a sequence passes dL/dh through unchanged
-            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, tmp + b0 * H, H, false});
+            gemm_serial<T>({nb, H, H, Gp, H, false, nullptr, 0, false, WhTp, tmp + b0 * H, H, false});
             for (Index b = b0; b < b1; ++b)
                 if (active(lengths, b, t)) std::memcpy(dcarry + b * H, tmp + b * H, sizeof(T) * H);
         } else {  // G already holds dc, so the product can overwrite it
-            gemm_serial<T>({nb, H, H, Gp, ldS, false, nullptr, 0, false, WhTp, dc, H, false});
+            gemm_serial<T>({nb, H, H, Gp, H, false, nullptr, 0, false, WhTp, dc, H, false});
         }
     }
 }
 
-// Columns [c0, c1) of the backward recurrence for all rows, one of a team meeting at `bar`
-// every step once G_t = dL/d(pre-activation) is complete in every column.
+// Columns [c0, c1) of the backward recurrence over the steps [t0, t1) for all rows, one of
+// a team meeting at `bar` every step once G_t = dL/d(pre-activation) is complete in every
+// column.
 template <class T>
-void rnn_cols_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
-                       Index Tn, Index B, Index c0, Index c1, Index H, Index ldS, bool reverse, Act act,
+void rnn_cols_backward(T* G, T* dcarry, T* tmp, T* sumsq, const T* S, const T* WhTp, const int32_t* lengths,
+                       Index t0, Index t1, Index B, Index c0, Index c1, Index H, Index ldS, bool reverse, Act act,
                        SpinBarrier& bar) {
     const Index nc = c1 - c0;
-    for (Index step = Tn - 1; step >= 0; --step) {
-        const Index t = reverse ? Tn - 1 - step : step;
-        T* Gt = dS + t * B * ldS;
+    for (Index k = 0; k < t1 - t0; ++k) {
+        const Index t = reverse ? t0 + k : t1 - 1 - k;
+        T* Gt = G + (t - t0) * B * H;
         const T* St = S + t * B * ldS;
         T ss = 0;
         for (Index b = 0; b < B && nc > 0; ++b) {
-            ArrMap<T> g(Gt + b * ldS + c0, nc);
+            ArrMap<T> g(Gt + b * H + c0, nc);
             if (!active(lengths, b, t)) {
                 g.setZero();
                 continue;
@@ -302,85 +307,127 @@ void rnn_cols_backward(T* dS, T* dcarry, T* tmp, T* sumsq, const T* S, const T* 
         bar.wait();
         if (nc == 0) continue;
         if (lengths) {
-            gemm_serial<T>({B, nc, H, Gt, ldS, false, nullptr, 0, false, WhTp + c0 * H, tmp + c0, H, false});
+            gemm_serial<T>({B, nc, H, Gt, H, false, nullptr, 0, false, WhTp + c0 * H, tmp + c0, H, false});
             for (Index b = 0; b < B; ++b)
                 if (active(lengths, b, t)) std::memcpy(dcarry + b * H + c0, tmp + b * H + c0, sizeof(T) * nc);
         } else {
-            gemm_serial<T>({B, nc, H, Gt, ldS, false, nullptr, 0, false, WhTp + c0 * H, dcarry + c0, H, false});
+            gemm_serial<T>({B, nc, H, Gt, H, false, nullptr, 0, false, WhTp + c0 * H, dcarry + c0, H, false});
         }
     }
 }
 
-// Backpropagation through time for rnn_layer_forward. Only dL/ds_t W_h^T is left inside
-// the loop; dW_x, dW_h, db_h and dX are single GEMMs over all T*B rows afterwards.
+// Steps per chunk of the backward pass: enough rows (chunk * B) that the chunk's weight
+// gradient products stay efficient and that there are few chunks (each is a round of
+// thread hand-offs; a chunk under 2 MiB is not worth one), few enough that the chunk of
+// dL/d(pre-activation) stays small (8 MiB); the chunks are of equal length. It depends on
+// the shape only, so results do not depend on the thread count.
+constexpr Index kChunkRows = 1024, kMaxChunks = 4;
+constexpr double kChunkMinBytes = 2 << 20, kChunkMaxBytes = 8 << 20;
+
+// Rows per chunk forced by the tests (0: the shape decides).
+inline std::atomic<Index>& backward_chunk_rows_override() {
+    static std::atomic<Index> rows{0};
+    return rows;
+}
+
 template <class T>
-void rnn_layer_backward(T* dX,                  // (T, B, I) accumulated, or nullptr
-                        T* dW_x,                // (I, H) accumulated
+inline Index backward_chunk_steps(Index Tn, Index B, Index H) {
+    if (Tn <= 0 || B <= 0) return 1;
+    const double row_bytes = double(H) * sizeof(T);
+    Index steps;
+    if (const Index forced = backward_chunk_rows_override().load(std::memory_order_relaxed)) {
+        steps = (forced + B - 1) / B;
+    } else {
+        const Index rows = std::max({kChunkRows, (Tn * B + kMaxChunks - 1) / kMaxChunks,
+                                     static_cast<Index>(std::min(kChunkMinBytes / row_bytes, double(Tn * B)))});
+        const Index cap = static_cast<Index>(kChunkMaxBytes / (double(B) * row_bytes));
+        steps = std::min((rows + B - 1) / B, std::max<Index>(cap, 1));
+    }
+    steps = std::max<Index>(1, std::min(steps, Tn));
+    const Index chunks = (Tn + steps - 1) / steps;
+    return (Tn + chunks - 1) / chunks;
+}
+
+// Backpropagation through time for rnn_layer_forward, chunk by chunk of steps in
+// processing order (from the last step for the forward direction, the first for the
+// reverse one), so that only a chunk of dL/d(pre-activation) exists at a time: for each
+// chunk, fill(G, t0, t1) writes dL/ds_t of steps [t0, t1) into G (rows (t1 - t0) * B,
+// H columns); the recurrence turns it into dL/d(pre-activation) in place; dW_x, dW_h and
+// db_h get that chunk's products; drain(G, t0, t1) takes it on to the layer's input
+// (dL/dX_t = G W_x^T). input(t0, t1) gives the layer input's rows of those steps.
+template <class T, class Fill, class Input, class Drain>
+void rnn_layer_backward(T* dW_x,                // (I, H) accumulated
                         T* dW_h,                // (H, H) accumulated
                         T* db_h,                // (H) accumulated
                         T* dcarry,              // (B, H) in: dL/dh_n, out: dL/dh0
-                        T* dS,                  // (T, B, ldS) in: dL/ds_t, out: dL/d(pre-activation)
+                        T* G,                   // (chunk * B, H) workspace
+                        Index chunk,            // steps per chunk
                         T* tmp,                 // (B, H) workspace
+                        T* first,               // (B, H) workspace
                         T* WhTp,                // (packed_size(H, H)) workspace
-                        T* sumsq,               // (threads, T) workspace
+                        T* sumsq,               // (slots, T) workspace
+                        int slots,              // threads that may share the recurrence
                         T* norms,               // (T) out: |dL/ds_t| over the batch, or nullptr
                         const T* S,             // (T, B, ldS) states from the forward pass
-                        const T* X,             // (T, B, I)
-                        const T* h0,            // (B, H)
-                        const T* W_x,           // (I, H)
+                        const T* h0,            // (B, H), or nullptr for zeros
                         const T* W_h,           // (H, H)
                         const int32_t* lengths, // (B) or nullptr
-                        Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act) {
+                        Index Tn, Index B, Index I, Index H, Index ldS, bool reverse, Act act, Fill&& fill,
+                        Input&& input, Drain&& drain) {
     if (Tn == 0 || B == 0) return;
     pack_b<T>(WhTp, W_h, H, true, H, H);  // W_h^T
     RecurrencePlan plan = plan_recurrence<T>(B, H, Tn);
-    bool done = false;
-    if (plan.by_columns) {
-        SpinBarrier bar(plan.parts);
-        done = parallel_team(plan.parts, [&](int i) {
-            Index c0, c1;
-            column_range(plan, H, i, c0, c1);
-            rnn_cols_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, c0, c1, H,
-                              ldS, reverse, act, bar);
-        });
-        if (!done) plan.parts = 1;  // the pool is busy: one thread
+    plan.parts = std::min(plan.parts, slots);
+    if (norms) std::fill(sumsq, sumsq + slots * Tn, T(0));
+    if (h0) std::fill(first, first + B * H, T(0));
+    const Index chunks = (Tn + chunk - 1) / chunk;
+    for (Index c = 0; c < chunks; ++c) {
+        // Chunk c in processing order; the forward direction's first chunk ends at T.
+        const Index k = reverse ? c : chunks - 1 - c;
+        const Index t0 = k * chunk, t1 = std::min(Tn, t0 + chunk), rows = (t1 - t0) * B;
+        fill(G, t0, t1);
+        bool done = false;
+        if (plan.by_columns) {
+            SpinBarrier bar(plan.parts);
+            done = parallel_team(plan.parts, [&](int i) {
+                Index c0, c1;
+                column_range(plan, H, i, c0, c1);
+                rnn_cols_backward(G, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, t0, t1, B, c0,
+                                  c1, H, ldS, reverse, act, bar);
+            });
+        }
+        const int parts = plan.by_columns ? 1 : plan.parts;  // by columns but the pool is busy: one thread
+        if (!done)
+            parallel_run(parts, [&](int i) {
+                Index b0, b1;
+                split_range(B, parts, i, b0, b1);
+                rnn_rows_backward(G, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, t0, t1, B, b0,
+                                  b1, H, ldS, reverse, act);
+            });
+        gemm<T>({I, H, rows, input(t0, t1), I, true, G, H, false, nullptr, dW_x, H, true});
+        column_sums(db_h, G, rows, H, H);
+        // The state entering step t is the state of the step before it in processing order,
+        // except at a sequence's first step, where it is h0 (stored states past the end are 0).
+        const Index a = reverse ? t0 : std::max<Index>(t0, 1), b = reverse ? std::min(t1, Tn - 1) : t1;
+        if (b > a) {
+            const T* prev = S + (reverse ? a + 1 : a - 1) * B * ldS;
+            gemm<T>({H, H, (b - a) * B, prev, ldS, true, G + (a - t0) * B * H, H, false, nullptr, dW_h, H, true});
+        }
+        if (h0)
+            for (Index r = 0; r < B; ++r) {
+                const Index len = lengths ? lengths[r] : Tn;
+                const Index f = reverse ? len - 1 : 0;
+                if (len > 0 && f >= t0 && f < t1) std::memcpy(first + r * H, G + ((f - t0) * B + r) * H, sizeof(T) * H);
+            }
+        drain(static_cast<const T*>(G), t0, t1);
     }
-    if (!done)
-        parallel_run(plan.parts, [&](int i) {
-            Index b0, b1;
-            split_range(B, plan.parts, i, b0, b1);
-            rnn_rows_backward(dS, dcarry, tmp, norms ? sumsq + i * Tn : nullptr, S, WhTp, lengths, Tn, B, b0, b1, H,
-                              ldS, reverse, act);
-        });
     if (norms)
         for (Index t = 0; t < Tn; ++t) {
             T total = 0;
-            for (int i = 0; i < plan.parts; ++i) total += sumsq[i * Tn + t];
+            for (int i = 0; i < slots; ++i) total += sumsq[i * Tn + t];
             norms[t] = std::sqrt(total);
         }
-    const Index N = Tn * B;
-    const T* dPre = dS;
-    gemm<T>({I, H, N, X, I, true, dPre, ldS, false, nullptr, dW_x, H, true});
-    column_sums(db_h, dPre, N, H, ldS);
-    if (dX) gemm<T>({N, I, H, dPre, ldS, false, W_x, H, true, nullptr, dX, I, true});
-    // The state entering step t is the state of the step before it in processing order,
-    // except at a sequence's first step, where it is h0 (stored states past the end are 0).
-    if (Tn > 1) {
-        const T* prev = reverse ? S + B * ldS : S;
-        const T* grad = reverse ? dPre : dPre + B * ldS;
-        gemm<T>({H, H, (Tn - 1) * B, prev, ldS, true, grad, ldS, false, nullptr, dW_h, H, true});
-    }
-    for (Index b = 0; b < B; ++b) {
-        const Index len = lengths ? lengths[b] : Tn;
-        T* row = tmp + b * H;
-        if (len == 0) {
-            std::fill(row, row + H, T(0));
-        } else {
-            const Index first = reverse ? len - 1 : 0;
-            std::memcpy(row, dPre + (first * B + b) * ldS, sizeof(T) * H);
-        }
-    }
-    gemm<T>({H, H, B, h0, H, true, tmp, H, false, nullptr, dW_h, H, true});
+    if (h0) gemm<T>({H, H, B, h0, H, true, first, H, false, nullptr, dW_h, H, true});
 }
 
 // One step for the rows of x and h with the weights as stored (streaming inference, where

@@ -76,6 +76,19 @@ def _config_property(key: str, doc: str) -> property:
     return property(lambda self: self._config[key], doc=doc)
 
 
+def _unchangeable(a: np.ndarray) -> bool:
+    """Nothing can write a's memory: a and every array it views are read-only, down to one
+    that owns its memory (whose flag only its owner would turn back) or a bytes object."""
+    base: Any = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        if base.base is None:
+            return True
+        base = base.base
+    return isinstance(base, bytes)
+
+
 class RNN:
     """Elman RNN, time-major by default, in the row-vector convention of the reference notes::
 
@@ -404,6 +417,7 @@ class RNN:
             T, B = ids.shape
             self._check_workspace(T, B)
             xf = None
+            keep_x = x_private = False
         else:
             xr = as_real_array("x", x)
             I = self.input_size
@@ -418,6 +432,11 @@ class RNN:
             self._check_workspace(T, B)  # before converting x, which may copy it
             xf = np.ascontiguousarray(xr, dtype=self.dtype)
             ids = None
+            # backward() needs x as it is now: the engine keeps the converted array when the
+            # conversion made a private copy, or x itself when nothing can write it, and
+            # copies x otherwise (the caller may change it before backward).
+            x_private = not np.may_share_memory(xf, xr)
+            keep_x = x_private or _unchangeable(xf)
         h0a, h_3d = (None, self.num_states > 1) if h0 is None else self._state_in("h0", h0, B, unbatched)
         lens = None
         if lengths is not None:
@@ -430,7 +449,7 @@ class RNN:
                 b = first_bad_position(bad)[0]
                 raise ValueError(f"lengths: expected values in [0, {T}] (T), got {int(lens[b])} at lengths[{b}]")
             lens = lens.astype(np.int32)
-        y, h_n = self._core.forward(xf, ids, h0a, lens, T, B, self._training)
+        y, h_n = self._core.forward(xf, ids, h0a, lens, T, B, self._training, keep_x, x_private)
         if unbatched:
             y = y[:, 0]
         elif bf:
