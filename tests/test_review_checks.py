@@ -133,3 +133,14 @@ def test_softmax_cross_entropy_with_no_classes_names_logits(targets):
     # Was NumPy's "zero-size array to reduction operation maximum which has no identity".
     with pytest.raises(ValueError, match=r"logits: expected at least one class on the last axis \(\.\.\., C\), got shape \(2, 0\)"):
         losses.softmax_cross_entropy(np.zeros((2, 0)), targets)
+
+
+@pytest.mark.parametrize("reader", ["load", "from_onnx"])
+def test_reading_a_folder_says_it_is_a_folder(tmp_path, reader):
+    # Was FileNotFoundError "no such file" for a folder that exists.
+    if reader == "from_onnx":
+        pytest.importorskip("onnx")
+    with pytest.raises(IsADirectoryError, match=r"path: .* is a folder, expected a file"):
+        getattr(rnnext, reader)(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"path: no such file"):
+        getattr(rnnext, reader)(tmp_path / "missing")

@@ -42,6 +42,14 @@ def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
         raise
 
 
+def check_file(path: str) -> None:
+    """Refuse, naming ``path``, what cannot be read as a file: nothing there, or a folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a folder, expected a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file: {path!r}")
+
+
 def read_npz(path: str) -> Dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path``, read (and CRC-checked) in full, no pickles.
     Anything unreadable is a ValueError whose message says what failed."""

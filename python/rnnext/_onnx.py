@@ -15,14 +15,13 @@ states past a sequence's end to f_o(b_y) (rnnext: 0).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from . import interop
 from ._checks import check_int, check_path
-from ._files import write_atomic
+from ._files import check_file, write_atomic
 from ._version import __version__
 
 MIN_OPSET = 14  # RNN-14, Reshape-14, Squeeze/Unsqueeze/Slice with axes as inputs
@@ -183,8 +182,7 @@ class _Refusal(ValueError):
 def read(cls: Any, path: Any) -> Any:
     onnx = _onnx()
     path = check_path(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file: {path!r}")
+    check_file(path)
     try:
         # With its external data (torch.onnx.export's dynamo exporter writes <path>.data).
         proto = onnx.load_model(path)

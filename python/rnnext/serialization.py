@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 
 from ._checks import check_path
-from ._files import read_npz, write_npz_atomic
+from ._files import check_file, read_npz, write_npz_atomic
 from ._version import __version__
 from .interop import IncompatibleKeys as IncompatibleKeys  # noqa: F401  (its old home)
 from .interop import npz_layout
@@ -101,8 +101,7 @@ def load(cls: Any, path: PathLike) -> Any:
     format version, an invalid config, parameters of the wrong size or dtype.
     """
     path = check_path(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file: {path!r}")
+    check_file(path)
 
     def bad(msg: str) -> ValueError:
         return ValueError(f"{path}: {msg}")
