@@ -81,7 +81,8 @@ def test_resume_on_the_command_line_equals_one_run(tmp_path):
     assert "resuming at step 30" in rest.stdout
     assert last_line(rest) == last_line(one)
     a, b = load_checkpoint(tmp_path / "one.ckpt"), load_checkpoint(tmp_path / "two.ckpt")
-    assert a.trainer == b.trainer  # every step's loss, every validation
+    untimed = [{k: v for k, v in ck.trainer.items() if k != "seconds"} for ck in (a, b)]
+    assert untimed[0] == untimed[1]  # every step's loss, every validation (training time differs)
     np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
 
 
@@ -121,7 +122,7 @@ def test_resume_errors(tmp_path):
     clash = run(["train", "--resume", "c.ckpt", "--hidden", "8"], tmp_path)
     assert clash.returncode == 1 and "--hidden" in clash.stderr and "settings saved" in clash.stderr
     sample = run(["sample", "--checkpoint", "c.ckpt"], tmp_path)
-    assert sample.returncode == 1 and "needs a charlm checkpoint" in sample.stderr
+    assert sample.returncode == 1 and "not a character model" in sample.stderr
     data = (tmp_path / "c.ckpt").read_bytes()
     (tmp_path / "c.ckpt").write_bytes(data[: len(data) // 2])
     broken = run(["train", "--resume", "c.ckpt"], tmp_path)

@@ -23,6 +23,14 @@ def check_int(name: str, value: Any, minimum: Optional[int] = None) -> int:
     return value
 
 
+def check_float(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float in [{low}, {high}], got {type(value).__name__} {value!r}")
+    if not low <= float(value) <= high:
+        raise ValueError(f"{name}: expected a float in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         expected = ", ".join(repr(c) for c in choices)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -76,8 +76,9 @@ def clone(cls: Any, model: Any, memo: Optional[Dict[int, Any]]) -> Any:
 
 
 # ------------------------------------------------------------------------ .npz files
-def save(model: Any, path: PathLike) -> None:
-    """Write ``model`` to ``path`` (exactly that name; no ``.npz`` is appended).
+def save(model: Any, path: PathLike, vocab: Optional[str] = None) -> None:
+    """Write ``model`` to ``path`` (exactly that name; no ``.npz`` is appended); ``vocab``
+    (a character model's vocabulary, see ``rnnext.textgen``) is kept beside it.
 
     The file is written next to ``path`` under a temporary name and then renamed, so a
     crash never leaves a half-written file at ``path``.
@@ -90,11 +91,21 @@ def save(model: Any, path: PathLike) -> None:
         layout=np.array(json.dumps(npz_layout(model))),
         params=model.flat_params,
     )
+    if vocab is not None:
+        arrays["vocab"] = np.array(vocab)
     write_npz_atomic(path, arrays)
 
 
 def load(cls: Any, path: PathLike) -> Any:
     """Read a ``cls`` model written by :func:`save`; every check passes before a model is returned.
+    A vocabulary saved with it is not returned (``read_model_file`` returns both).
+    """
+    return read_model_file(cls, path)[0]
+
+
+def read_model_file(cls: Any, path: PathLike) -> Tuple[Any, Optional[str]]:
+    """``(model, vocab)`` from a model file written by :func:`save`; ``vocab`` is None unless
+    one was saved with it.
 
     Raises FileNotFoundError for a missing file and ValueError naming the file for anything
     else wrong: not an ``.npz``, truncated or corrupt, missing or unknown entries, another
@@ -111,7 +122,7 @@ def load(cls: Any, path: PathLike) -> Any:
     except ValueError as e:
         raise bad(f"not a readable rnnext .npz file ({e})") from e
     missing = [k for k in NPZ_KEYS if k not in data]
-    unknown = sorted(set(data) - set(NPZ_KEYS))
+    unknown = sorted(set(data) - set(NPZ_KEYS) - {"vocab"})
     if missing or unknown:
         raise bad(f"not an rnnext model file: missing entries {missing}, unknown entries {unknown}")
     version = data["format_version"]
@@ -140,4 +151,8 @@ def load(cls: Any, path: PathLike) -> Any:
     if params.shape != want.shape or params.dtype != want.dtype:
         raise bad(f"params: expected {want.dtype} of shape {want.shape}, got {params.dtype} of shape {params.shape}")
     want[...] = params
-    return model
+    vocab = data.get("vocab")
+    if vocab is not None and (vocab.dtype.kind != "U" or vocab.shape != () or len(str(vocab)) != model.vocab_size):
+        raise bad(f"vocab: expected a str of vocab_size = {model.vocab_size} characters, got {vocab.dtype} "
+                  f"of shape {vocab.shape}")
+    return model, None if vocab is None else str(vocab)

@@ -13,6 +13,9 @@ exactly (random generator state, position, carried hidden state).
   standard library's own source; held-out bits per character.
 - ``classify``: many-to-one, sentiment style: does a sequence of words hold more positive
   than negative ones?; accuracy.
+
+Text generation from a character model lives in ``rnnext.textgen``; ``sample_text``,
+``complete``, ``encode`` and ``UNKNOWN`` are importable from here too.
 """
 
 from __future__ import annotations
@@ -21,26 +24,22 @@ import glob
 import hashlib
 import math
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
-from ._checks import check_int
+from ._checks import check_float, check_int
 from .losses import mse, sigmoid_cross_entropy, softmax_cross_entropy
 from .rnn import RNN
+from .textgen import UNKNOWN, complete, encode, sample_text
+
+__all__ = ["TaskProtocol", "Task", "Reverse", "Adding", "Sentiment", "CharLM", "TASKS", "get_task",
+           "stdlib_corpus", "file_corpus", "encode", "UNKNOWN", "sample_text", "complete"]
 
 LN2 = math.log(2.0)
 # Held-out sets come from this fixed seed, not from the run's seed, so that runs with
 # different seeds are scored on the same sequences.
 HELDOUT_SEED = 20150403
-
-
-def _check_float(name: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a float in [{low}, {high}], got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"{name}: expected a float in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 def _rng_state(rng: np.random.Generator) -> Dict[str, Any]:
@@ -54,8 +53,24 @@ def _set_rng_state(rng: np.random.Generator, state: Any) -> None:
         raise ValueError(f"state: the random generator state is not valid: {e}") from e
 
 
+@runtime_checkable
+class TaskProtocol(Protocol):
+    """What ``rnnext.Trainer`` needs of a task: any object with these two methods will do
+    (no subclassing). An optional ``metric`` attribute names the metric in the log lines;
+    checkpoints also need ``name``, ``config()``, ``meta()``, ``state_dict()`` and
+    ``load_state_dict()`` (as ``Task`` has)."""
+
+    def train_step(self, model: RNN) -> float:
+        """Draw the next batch, run forward, loss and backward (adding into ``model.grads``);
+        return the loss."""
+
+    def evaluate(self, model: RNN, final: bool = False) -> Dict[str, float]:
+        """``{"loss": ..., "metric": ...}`` on held-out data (``final``: all of it)."""
+
+
 class Task:
-    """Interface of a built-in task (see the module docstring)."""
+    """Base class of the built-in tasks (see the module docstring); it follows
+    ``TaskProtocol`` and adds what checkpoints and the command line use."""
 
     name = ""
     metric = ""  # what evaluate()["metric"] measures
@@ -372,9 +387,6 @@ class Sentiment(_GeneratedTask):
 
 
 # ------------------------------------------------------------------------------ charlm
-UNKNOWN = "\ufffd"  # stands for held-out characters never seen in training
-
-
 def stdlib_corpus(heldout_every: int = 10) -> Tuple[str, str, str]:
     """``(train, heldout, description)`` from the standard library's top-level ``.py`` files,
     in name order; every ``heldout_every``-th file is held out."""
@@ -406,22 +418,6 @@ def file_corpus(path: str, heldout_fraction: float = 0.1) -> Tuple[str, str, str
     return text[:cut], text[cut:], f"{path} ({len(text)} characters)"
 
 
-def encode(text: str, vocab: str) -> np.ndarray:
-    """Character ids (int64) of ``text`` in ``vocab`` (sorted); characters outside it map to
-    the id of ``UNKNOWN``, which the vocabulary then must hold."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-    table = np.frombuffer(vocab.encode("utf-32-le"), dtype=np.uint32)
-    ids = np.searchsorted(table, codes)
-    ids = np.minimum(ids, len(table) - 1)
-    unknown = table[ids] != codes
-    if unknown.any():
-        if UNKNOWN not in vocab:
-            bad = text[int(np.argmax(unknown))]
-            raise ValueError(f"text: the character {bad!r} is not in the vocabulary")
-        ids[unknown] = vocab.index(UNKNOWN)
-    return ids.astype(np.int64)
-
-
 def _nll_sum(logits: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> float:
     """Summed -log softmax(logits)[target] over the masked-in steps (no gradient: cheaper
     than ``losses.softmax_cross_entropy`` on long held-out texts)."""
@@ -446,9 +442,11 @@ class CharLM(Task):
     name = "charlm"
     metric = "bits/char"
     loss_name = "cross-entropy (nats/char)"
-    defaults = dict(hidden=256, layers=1, optimizer="adam", lr=3e-3, clip=5.0, steps=None, minutes=2.0,
-                    eval_every=500)
-    VAL_CHARS = 65536  # periodic validation reads this much held-out text; the final one all
+    # Chosen with bench/bench_charlm.py (docs/training.md): 2.6 minutes of training keep the
+    # whole command (loading, training, final evaluation) within 3 minutes on 2 busy cores.
+    defaults = dict(hidden=512, layers=1, optimizer="adam", lr=2e-3, clip=1.0, steps=None, minutes=2.6,
+                    eval_every=None, validations=10, schedule="cosine", batch=64, bptt=64, embedding=64)
+    VAL_CHARS = 16384  # periodic validation reads this much held-out text (one chunk); the final one all
 
     def __init__(
         self,
@@ -466,7 +464,7 @@ class CharLM(Task):
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.bptt = check_int("bptt", bptt, 1)
         self.embedding_size = check_int("embedding_size", embedding_size, 1)
-        self.heldout_fraction = _check_float("heldout_fraction", heldout_fraction, 0.0, 0.5)
+        self.heldout_fraction = check_float("heldout_fraction", heldout_fraction, 0.0, 0.5)
         self.seed = check_int("seed", seed, 0)
         if self.data is None:
             train, held, self.source = stdlib_corpus()
@@ -594,50 +592,3 @@ def get_task(name: str, **kwargs: Any) -> Task:
     if not isinstance(name, str) or name not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(repr(n) for n in TASKS)}, got {name!r}")
     return TASKS[name](**kwargs)
-
-
-def sample_text(
-    model: RNN,
-    vocab: str,
-    prime: str = "",
-    length: int = 500,
-    temperature: float = 1.0,
-    seed: Optional[int] = None,
-) -> str:
-    """Generate ``length`` characters from a character model, after reading ``prime``.
-
-    Each next character is drawn from softmax(logits / temperature); temperature -> 0
-    approaches always picking the likeliest character.
-    """
-    if not isinstance(vocab, str) or not vocab:
-        raise TypeError(f"vocab: expected a non-empty str, got {vocab!r:.80}")
-    if model.vocab_size != len(vocab) or model.output_size != len(vocab):
-        raise ValueError(
-            f"vocab: the model reads {model.vocab_size} and writes {model.output_size} symbols, "
-            f"but the vocabulary has {len(vocab)}"
-        )
-    if not isinstance(prime, str):
-        raise TypeError(f"prime: expected a str, got {type(prime).__name__}")
-    length = check_int("length", length, 0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature: expected a float > 0, got {temperature!r}")
-    missing = sorted(set(prime) - set(vocab))
-    if missing:
-        raise ValueError(f"prime: the characters {''.join(missing)!r} are not in the model's vocabulary")
-    rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        # Without a prime, start from a newline: a natural beginning of a line of text.
-        start = prime or ("\n" if "\n" in vocab else vocab[0])
-        logits, h = model(encode(start, vocab)[:, None])
-        out: List[str] = []
-        for _ in range(length):
-            z = logits[-1, 0].astype(np.float64) / temperature
-            p = np.exp(z - z.max())
-            i = int(rng.choice(len(vocab), p=p / p.sum()))
-            out.append(vocab[i])
-            logits, h = model(np.array([[i]]), h)
-    finally:
-        model.train(was_training)
-    return "".join(out)
