@@ -255,7 +255,7 @@ STEP_ERRORS = [
     (dict(), "step(['a', 'b', 'c'], None)", TypeError, r"x: expected an array of real numbers"),
     (dict(), "step(np.zeros(3), 'state')", TypeError, r"h: expected an array of real numbers or None"),
     (dict(bidirectional=True), "step(np.zeros(3), None)", ValueError, r"unidirectional"),
-    (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integer token ids"),
+    (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integers \(or whole-valued floats\), got 0.5 at x\[0\]"),
     (dict(vocab_size=4), "step(np.array([1, 4]), None)", ValueError, r"token id 4 at position 1 is outside \[0, 4\)"),
     (dict(vocab_size=4), "step(np.zeros((2, 2), int), None)", ValueError, r"x: expected token ids of shape \(\) or \(B,\)"),
 ]
