@@ -11,9 +11,13 @@ block of steps per round) so drift on a shared machine hits all of them alike.
     python bench/bench_train.py                      # all shapes, all peers found
     python bench/bench_train.py --shapes latency small --json out.json
     python bench/bench_train.py --threads 1
+    python bench/bench_train.py --check              # the speed floor CI runs (~15 s)
 
-Missing peers (torch, jax) are reported as missing. Nothing here is a test: no figure is
-asserted; the goals are printed as met or not.
+Missing peers (torch, jax) are reported as missing. Without --check nothing is asserted;
+the goals are printed as met or not. With --check (rnnext and NumPy only, latency, small
+and medium shapes, one thread unless --threads says otherwise) the exit status is 1 unless
+rnnext's step is faster than the NumPy implementation's at every shape (the median over
+interleaved rounds of each round's ratio below 1) and their first losses agree.
 """
 
 from __future__ import annotations
@@ -34,24 +38,45 @@ SHAPES = {  # name: (I, H, O, B, T, nonlinearity); O None: no output layer
     "large": (512, 1024, 512, 64, 50, "tanh"),
     "deepbench": (1760, 1760, None, 16, 50, "relu"),
 }
-# Goals of the issue: rnnext time / JAX time at most this much.
-GOAL_VS_JAX = {"latency": 0.5, "small": 0.6, "medium": 0.8, "large": 1.0}
+# Goals of issue 10: rnnext time / fastest peer's (NumPy, PyTorch, JAX) at most this much.
+GOAL_VS_BEST = {"latency": 0.3, "small": 0.5, "medium": 0.8, "large": 0.9}
+GOAL_PCT_MATMUL = {"large": 85, "deepbench": 80}
+CHECK_SHAPES = ["latency", "small", "medium"]
+PEERS = ["numpy", "torch", "jax"]
 LR = 1e-5
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
-    p.add_argument("--peers", nargs="+", choices=["rnnext", "numpy", "torch", "jax"],
-                   default=["rnnext", "numpy", "torch", "jax"])
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                   help="threads for every implementation (default: all cores)")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per shape")
-    p.add_argument("--block", type=float, default=0.15,
-                   help="seconds of steps each implementation runs per round (at least one step)")
+    p.add_argument("--check", action="store_true",
+                   help="speed floor: exit 1 unless rnnext's step beats the NumPy implementation's "
+                        f"(median ratio < 1) at {', '.join(CHECK_SHAPES)}; rnnext and NumPy only")
+    p.add_argument("--shapes", nargs="+", choices=list(SHAPES),
+                   help=f"default: all ({', '.join(CHECK_SHAPES)} with --check)")
+    p.add_argument("--peers", nargs="+", choices=["rnnext"] + PEERS,
+                   help="default: all (rnnext and numpy with --check)")
+    p.add_argument("--threads", type=int,
+                   help="threads for every implementation (default: all cores; 1 with --check)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per shape (default 7, 11 with --check)")
+    p.add_argument("--block", type=float,
+                   help="seconds of steps each implementation runs per round, at least one step "
+                        "(default 0.15, 0.1 with --check)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--no-stream", action="store_true", help="skip the streaming step() timing")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    # The floor compares kernels and engine, not the scheduler: on a shared machine two-thread
+    # steps of both sides swing by 10x from round to round (threads waiting for a descheduled
+    # partner), one-thread steps by a few percent.
+    a.threads = a.threads or (1 if a.check else os.cpu_count() or 1)
+    if a.threads < 1:
+        p.error(f"--threads: expected an integer >= 1, got {a.threads}")
+    a.shapes = a.shapes or (CHECK_SHAPES if a.check else list(SHAPES))
+    a.peers = a.peers or (["rnnext", "numpy"] if a.check else ["rnnext"] + PEERS)
+    if a.check and not {"rnnext", "numpy"} <= set(a.peers):
+        p.error(f"--check: --peers must include rnnext and numpy, got {' '.join(a.peers)}")
+    a.rounds = a.rounds or (11 if a.check else 7)
+    a.block = a.block or (0.1 if a.check else 0.15)
+    return a
 
 
 ARGS = parse_args()
@@ -66,8 +91,11 @@ import numpy as np  # noqa: E402
 
 
 def flops_per_step(I: int, H: int, O: Optional[int], B: int, T: int) -> float:
-    """6*T*B*(I*H + H*H + H*O): forward, input/state gradients and weight gradients."""
-    return 6.0 * T * B * (I * H + H * H + H * (O or 0))
+    """T*B*(4*I*H + 6*(H*H + H*O)): the products every implementation here does. Forward
+    2*(I*H + H*H + H*O), weight gradients the same again, dL/ds from the output layer 2*H*O
+    and through W_h 2*H*H; dL/dx (2*I*H) is skipped by all of them (need_dx=False in
+    rnnext; x does not require a gradient in PyTorch and JAX; the NumPy code never forms it)."""
+    return float(T * B * (4 * I * H + 6 * (H * H + H * (O or 0))))
 
 
 def make_problem(shape: str) -> Dict[str, Any]:
@@ -104,7 +132,6 @@ def build_rnnext(pb: Dict[str, Any]) -> Callable[[], float]:
         rnn.params[name][...] = v
     opt = rnnext.optim.SGD(rnn, lr=LR)
     x, targets, R = pb["x"], pb["targets"], pb["R"]
-    no_dx = _accepts(rnn.backward, "need_dx")
 
     def step() -> float:
         y, _ = rnn(x)
@@ -114,21 +141,12 @@ def build_rnnext(pb: Dict[str, Any]) -> Callable[[], float]:
             grad = y - R
             loss = 0.5 * float(np.vdot(grad, grad))
         opt.zero_grad()
-        if no_dx:
-            rnn.backward(grad, wrt="logits" if targets is not None else "y", need_dx=False)
-        else:
-            rnn.backward(grad, wrt="logits" if targets is not None else "y")
+        rnn.backward(grad, wrt="logits" if targets is not None else "y", need_dx=False)
         opt.step()
         return loss
 
     step.model = rnn  # type: ignore[attr-defined]
     return step
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(fn).parameters
 
 
 def build_numpy(pb: Dict[str, Any]) -> Callable[[], float]:
@@ -295,22 +313,39 @@ def time_shape(shape: str) -> Dict[str, Any]:
         step()
         per_step[name] = (time.perf_counter() - t0) / 2
     inner = {n: max(1, int(ARGS.block / max(dt, 1e-9))) for n, dt in per_step.items()}
-    times: Dict[str, List[float]] = {n: [] for n in steps}
+    rounds: Dict[str, List[List[float]]] = {n: [] for n in steps}
     for _ in range(ARGS.rounds):
         for name, step in steps.items():
+            ts = []
             for _ in range(inner[name]):
                 t0 = time.perf_counter()
                 step()
-                times[name].append(time.perf_counter() - t0)
+                ts.append(time.perf_counter() - t0)
+            rounds[name].append(ts)
     fl = flops_per_step(pb["I"], pb["H"], pb["O"], pb["B"], pb["T"])
     ref = first_loss.get("numpy", first_loss.get("torch"))
-    for name, ts in times.items():
+    for name, rs in rounds.items():
+        ts = [t for r in rs for t in r]
         tmin, tmed = min(ts), statistics.median(ts)
         agree = None if ref is None else abs(first_loss[name] - ref) <= 1e-3 * max(1.0, abs(ref))
         result["impls"][name] = dict(min_ms=tmin * 1e3, median_ms=tmed * 1e3, steps=len(ts),
-                                     gflops=fl / tmin / 1e9, first_loss=first_loss[name], loss_agrees=agree)
+                                     gflops=fl / tmed / 1e9, first_loss=first_loss[name], loss_agrees=agree,
+                                     round_medians_ms=[statistics.median(r) * 1e3 for r in rs])
     if "rnnext" in steps:
-        result["memory"] = measure_memory(steps["rnnext"], pb)
+        rx = result["impls"]["rnnext"]
+        for peer in PEERS:
+            if peer in steps:
+                # Medians of all steps, and per round (neighbours in time: drift cancels).
+                pm = result["impls"][peer]
+                per_round = [a / b for a, b in zip(rx["round_medians_ms"], pm["round_medians_ms"])]
+                result[f"ratio_vs_{peer}"] = rx["median_ms"] / pm["median_ms"]
+                result[f"round_ratios_vs_{peer}"] = per_round
+        have = [p for p in PEERS if p in steps]
+        if have:
+            best = min(have, key=lambda p: result["impls"][p]["median_ms"])
+            result["best_peer"], result["ratio_vs_best"] = best, result[f"ratio_vs_{best}"]
+        if not ARGS.check:
+            result["memory"] = measure_memory(steps["rnnext"], pb)
     result["shape"] = dict(zip("I H O B T".split(), SHAPES[shape][:5]), nonlinearity=pb["act"])
     result["flops_per_step"] = fl
     return result
@@ -420,7 +455,9 @@ def main() -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     report: Dict[str, Any] = {"date": started, "cpu": cpu_name(), "cores": os.cpu_count(),
                               "threads": ARGS.threads, "python": platform.python_version(),
-                              "numpy": np.__version__, "shapes": {}, "rnnext_kernels": None}
+                              "numpy": np.__version__, "shapes": {}, "rnnext_kernels": None,
+                              "rnnext_gemm_isa_env": os.environ.get("RNNEXT_GEMM_ISA"),
+                              "rounds": ARGS.rounds, "block_s": ARGS.block, "loadavg_start": os.getloadavg()}
     try:
         from rnnext import _core
 
@@ -433,34 +470,71 @@ def main() -> int:
         except ImportError:
             report[mod] = None
     # NumPy's matmul before the first shape and after every one; the best is the figure
-    # (on a shared machine a single sample can catch another job's burst).
-    samples = [matmul_gflops()]
+    # (on a shared machine a single sample can catch another job's burst). Not for --check.
+    samples = [] if ARGS.check else [matmul_gflops()]
     for shape in ARGS.shapes:
         print(f"timing {shape} ...", file=sys.stderr, flush=True)
         report["shapes"][shape] = time_shape(shape)
-        samples.append(matmul_gflops())
+        if not ARGS.check:
+            samples.append(matmul_gflops())
     report["matmul_gflops_samples"] = samples
-    report["matmul_gflops"] = max(samples)
-    if not ARGS.no_stream and "rnnext" in ARGS.peers:
+    report["matmul_gflops"] = max(samples) if samples else None
+    if not ARGS.no_stream and not ARGS.check and "rnnext" in ARGS.peers:
         report["streaming"] = time_streaming()
+    report["loadavg_end"] = os.getloadavg()
     print_report(report)
+    status = check(report) if ARGS.check else 0
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {ARGS.json}")
+    return status
+
+
+def check(r: Dict[str, Any]) -> int:
+    """The speed floor: rnnext's median step / the NumPy implementation's < 1 at every shape
+    (the median over the interleaved rounds of each round's ratio), with equal first losses."""
+    failures = []
+    print(f"\nspeed floor (--check, {r['rnnext_kernels']} kernels): rnnext / NumPy implementation, "
+          f"median of {r['rounds']} interleaved rounds, must be < 1.0")
+    for shape, s in r["shapes"].items():
+        rr = s["round_ratios_vs_numpy"]
+        ratio = statistics.median(rr)
+        s["check_ratio"] = ratio
+        bad_loss = [n for n, im in s["impls"].items() if im["loss_agrees"] is False]
+        ok = ratio < 1.0 and not bad_loss
+        print(f"  {shape:8s} {ratio:6.2f}  (rounds {min(rr):.2f}-{max(rr):.2f})  {'ok' if ok else 'FAILED'}"
+              + (f"; first loss differs from NumPy's: {', '.join(bad_loss)}" if bad_loss else ""))
+        if ratio >= 1.0:
+            failures.append(f"{shape}: rnnext / NumPy = {ratio:.2f}, not faster")
+        if bad_loss:
+            failures.append(f"{shape}: the first loss of {', '.join(bad_loss)} differs from NumPy's")
+    r["check_passed"] = not failures
+    if failures:
+        print(f"FAILED speed floor ({r['rnnext_kernels']} kernels; rnnext's training step must beat the plain "
+              f"NumPy implementation, ratio < 1.0): " + "; ".join(failures), file=sys.stderr)
+        return 1
+    print(f"passed: rnnext ({r['rnnext_kernels']} kernels) is faster than the NumPy implementation at "
+          + ", ".join(f"{sh} ({1 / s['check_ratio']:.1f}x)" for sh, s in r["shapes"].items()))
     return 0
 
 
 def print_report(r: Dict[str, Any]) -> None:
+    env = f", RNNEXT_GEMM_ISA={r['rnnext_gemm_isa_env']}" if r["rnnext_gemm_isa_env"] else ""
     print(f"\n{r['date']}  {r['cpu']}  cores={r['cores']}  threads={r['threads']}  "
-          f"rnnext {r['rnnext']} ({r['rnnext_kernels']} kernels)  numpy {r['numpy']}  torch {r['torch']}  "
+          f"rnnext {r['rnnext']} ({r['rnnext_kernels']} kernels{env})  numpy {r['numpy']}  torch {r['torch']}  "
           f"jax {r['jax']}")
+    print("load average (1 min, this run's threads included) at start / end: {:.1f} / {:.1f} on {} CPUs".format(
+        r["loadavg_start"][0], r["loadavg_end"][0], r["cores"]))
     mm = r["matmul_gflops"]
-    print(f"NumPy float32 matmul n=2048: {mm:.1f} GFLOP/s (best of "
-          + " / ".join(f"{v:.0f}" for v in r["matmul_gflops_samples"]) + ", before and after each shape)\n")
-    names = [n for n in ("rnnext", "numpy", "torch", "jax") if n in ARGS.peers]
+    if mm:
+        print(f"NumPy float32 matmul n=2048: {mm:.1f} GFLOP/s (best of "
+              + " / ".join(f"{v:.0f}" for v in r["matmul_gflops_samples"]) + ", before and after each shape)")
+    print(f"{r['rounds']} interleaved rounds of ~{r['block_s']} s per implementation and shape; "
+          "GFLOP/s counts T*B*(4*I*H + 6*(H*H + H*O)) per step (no dL/dx) over the median\n")
+    names = [n for n in ["rnnext"] + PEERS if n in ARGS.peers]
     head = f"{'shape (I,H,O,B,T)':32s}" + "".join(f"{n + ' min/med ms':>22s}" for n in names)
-    head += f"{'vs jax':>8s}{'vs torch':>9s}{'GFLOP/s':>9s}{'% mm':>6s}"
+    head += f"{'vs best peer':>19s}{'GFLOP/s':>9s}" + (f"{'% mm':>6s}" if mm else "")
     print(head)
     for shape, s in r["shapes"].items():
         sh = s["shape"]
@@ -473,22 +547,21 @@ def print_report(r: Dict[str, Any]) -> None:
             else:
                 flag = "" if im["loss_agrees"] in (True, None) else "!"
                 line += f"{im['min_ms']:>12.3f} /{im['median_ms']:>8.3f}{flag}"
+        rb = s.get("ratio_vs_best")
+        line += f"{fmt(rb, '10.3g')} {s['best_peer'] if rb is not None else '':8s}"
         rx = s["impls"].get("rnnext")
-        ratio = lambda peer: (rx["min_ms"] / s["impls"][peer]["min_ms"]  # noqa: E731
-                              if rx and peer in s["impls"] else None)
-        rj, rt = ratio("jax"), ratio("torch")
-        s["ratio_vs_jax"], s["ratio_vs_torch"] = rj, rt
-        line += f"{fmt(rj, '8.2f')}{fmt(rt, '9.3f')}"
         if rx:
-            line += f"{rx['gflops']:9.1f}{100 * rx['gflops'] / mm:6.0f}"
+            line += f"{rx['gflops']:9.1f}" + (f"{100 * rx['gflops'] / mm:6.0f}" if mm else "")
         print(line)
     if any(s["missing"] for s in r["shapes"].values()):
         miss = {n: m for s in r["shapes"].values() for n, m in s["missing"].items()}
         print("missing: " + "; ".join(f"{n}: {m}" for n, m in miss.items()))
-    print("(min over all timed steps / median; '!' marks a first loss that differs from NumPy's)")
-    print("\nmemory of rnnext beyond its parameters (MiB): engine buffers kept between calls, peak of the"
-          "\nNumPy arrays one step allocates (y, loss gradient, ...), stored activations T*B*H*4 for"
-          "\nscale, RSS growth over 5 more steps")
+    print("(min / median over all timed steps; 'vs best peer' = rnnext's median / the fastest peer's median;"
+          "\n '!' marks a first loss that differs from NumPy's)")
+    if any(s.get("memory") for s in r["shapes"].values()):
+        print("\nmemory of rnnext beyond its parameters (MiB): engine buffers kept between calls, peak of the"
+              "\nNumPy arrays one step allocates (y, loss gradient, ...), stored activations T*B*H*4 for"
+              "\nscale, RSS growth over 5 more steps")
     for shape, s in r["shapes"].items():
         m = s.get("memory")
         if m:
@@ -499,29 +572,28 @@ def print_report(r: Dict[str, Any]) -> None:
     if st:
         print("\nstreaming, one step B=1 I=32 H=64 from Python (us per call): " +
               ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in st.items()))
-    print("\ngoals (rnnext / peer, same run):")
-    for shape, goal in GOAL_VS_JAX.items():
-        s = r["shapes"].get(shape)
-        if not s:
-            continue
-        rj = s.get("ratio_vs_jax")
-        txt = "jax missing" if rj is None else f"{rj:.2f} x JAX (goal <= {goal}) {'met' if rj <= goal else 'NOT met'}"
-        if shape == "latency" and s.get("ratio_vs_torch"):
-            sp = 1 / s["ratio_vs_torch"]
-            txt += f"; {sp:.0f} x faster than torch (goal >= 20) {'met' if sp >= 20 else 'NOT met'}"
-        if shape == "large" and "rnnext" in s["impls"]:
-            pct = 100 * s["impls"]["rnnext"]["gflops"] / r["matmul_gflops"]
-            txt += f"; {pct:.0f} % of matmul GFLOP/s (goal >= 85) {'met' if pct >= 85 else 'NOT met'}"
-        print(f"  {shape:10s} {txt}")
-    if "deepbench" in r["shapes"] and "rnnext" in r["shapes"]["deepbench"]["impls"]:
-        g = r["shapes"]["deepbench"]["impls"]["rnnext"]["gflops"]
-        print(f"  deepbench  {g:.1f} GFLOP/s = {100 * g / r['matmul_gflops']:.0f} % of matmul")
+    if ARGS.check:
+        return
+    print("\ngoals of issue 10 (rnnext / fastest peer, same run):")
+    for shape, s in r["shapes"].items():
+        txt = []
+        goal = GOAL_VS_BEST.get(shape)
+        rb = s.get("ratio_vs_best")
+        if goal is not None:
+            txt.append("no peer" if rb is None else
+                       f"{rb:.3g} x {s['best_peer']} (goal <= {goal}) {'met' if rb <= goal else 'NOT met'}")
+        pct_goal = GOAL_PCT_MATMUL.get(shape)
+        if pct_goal is not None and "rnnext" in s["impls"] and mm:
+            pct = 100 * s["impls"]["rnnext"]["gflops"] / mm
+            txt.append(f"{pct:.0f} % of matmul GFLOP/s (goal >= {pct_goal}) {'met' if pct >= pct_goal else 'NOT met'}")
+        if txt:
+            print(f"  {shape:10s} " + "; ".join(txt))
     for shape, s in r["shapes"].items():
         m = s.get("memory")
         if m and shape == "large":
             k = m["engine_bytes"] / m["activations_bytes"]
-            print(f"  memory     engine buffers {k:.1f} x the stored activations T*B*H (goal: about 1 x plus "
-                  f"O(B*H)) {'met' if k < 1.5 else 'NOT met'}; RSS growth {m['rss_growth_bytes']} bytes")
+            print(f"  memory     engine buffers {k:.1f} x the stored activations T*B*H (goal <= 1.5) "
+                  f"{'met' if k <= 1.5 else 'NOT met'}; RSS growth {m['rss_growth_bytes']} bytes")
     if st and st.get("rnnext.step_us") is not None:
         v = st["rnnext.step_us"]
         print(f"  streaming  {v:.2f} us per step() (goal < 2) {'met' if v < 2 else 'NOT met'}")

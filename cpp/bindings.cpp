@@ -93,7 +93,13 @@ static py::tuple model_step(Model<T>& self, py::handle x, py::handle h) {
         for (std::size_t i = 0; same && i < hshape.size(); ++i) same = ha.shape(i) == hshape[i];
         if (!same) {
             Arr<T> want(hshape);
-            throw py::value_error("h: expected shape " + shape_of(want) + ", got shape " + shape_of(ha));
+            std::string also;  // a one-layer model takes PyTorch's (1, B, H) too
+            if (S == 1 && hshape.size() == (unbatched ? 1u : 2u)) {
+                std::vector<py::ssize_t> s3(hshape);
+                s3.insert(s3.begin(), 1);
+                also = " or " + shape_of(Arr<T>(s3));
+            }
+            throw py::value_error("h: expected shape " + shape_of(want) + also + ", got shape " + shape_of(ha));
         }
         hp = ha.data();
     } else if (S > 1) {

@@ -389,9 +389,9 @@ public:
             step_in_.resize(B * I);
             for (Index b = 0; b < B; ++b) {
                 if (ids[b] < 0 || ids[b] >= cfg.vocab_size)
-                    throw std::invalid_argument("token id " + std::to_string(ids[b]) + " at position " +
-                                                std::to_string(b) + " is outside [0, " +
-                                                std::to_string(cfg.vocab_size) + ")");
+                    throw std::invalid_argument("x: token ids must be in [0, " + std::to_string(cfg.vocab_size) +
+                                                "), got " + std::to_string(ids[b]) + " at x[" + std::to_string(b) +
+                                                "]");
                 std::memcpy(step_in_.data() + b * I, p + E_ + ids[b] * I, sizeof(T) * I);
             }
             in = step_in_.data();

@@ -250,13 +250,13 @@ def test_step_leaves_a_pending_backward_alone():
 STEP_ERRORS = [
     (dict(), "step(np.zeros((2, 4)), None)", ValueError, r"x: expected shape \(3,\) or \(B, 3\), got shape \(2, 4\)"),
     (dict(), "step(np.zeros(3), np.zeros((2, 5)))", ValueError, r"h: expected shape \(1, 5\), got shape \(2, 5\)"),
-    (dict(), "step(np.zeros((2, 3)), np.zeros((3, 5)))", ValueError, r"h: expected shape \(2, 5\), got shape \(3, 5\)"),
+    (dict(), "step(np.zeros((2, 3)), np.zeros((3, 5)))", ValueError, r"h: expected shape \(2, 5\) or \(1, 2, 5\), got shape \(3, 5\)"),
     (dict(num_layers=2), "step(np.zeros(3), np.zeros(5))", ValueError, r"h: expected shape \(2, 5\)"),
     (dict(), "step(['a', 'b', 'c'], None)", TypeError, r"x: expected an array of real numbers"),
     (dict(), "step(np.zeros(3), 'state')", TypeError, r"h: expected an array of real numbers or None"),
     (dict(bidirectional=True), "step(np.zeros(3), None)", ValueError, r"unidirectional"),
-    (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integer token ids"),
-    (dict(vocab_size=4), "step(np.array([1, 4]), None)", ValueError, r"token id 4 at position 1 is outside \[0, 4\)"),
+    (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integers \(or whole-valued floats\), got 0.5 at x\[0\]"),
+    (dict(vocab_size=4), "step(np.array([1, 4]), None)", ValueError, r"x: token ids must be in \[0, 4\), got 4 at x\[1\]"),
     (dict(vocab_size=4), "step(np.zeros((2, 2), int), None)", ValueError, r"x: expected token ids of shape \(\) or \(B,\)"),
 ]
 

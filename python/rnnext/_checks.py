@@ -39,6 +39,8 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 def check_dtype(value: Any) -> np.dtype:
+    if value is None:  # np.dtype(None) is float64: a silent surprise (torch's None means float32)
+        raise TypeError("dtype: expected 'float32' or 'float64', got None")
     try:
         dt = np.dtype(value)
     except TypeError as e:
@@ -72,7 +74,13 @@ def as_int_array(name: str, value: Any) -> np.ndarray:
             raise TypeError(f"{name}: expected integers (or whole-valued floats), got {arr[pos].item()!r} at {name}{list(pos)}")
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integers, got {_describe(value, arr)}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.dtype.kind in "fu":  # int64 must hold them all, not wrap
+        big = (arr < -(2**63)) | (arr >= 2**63) if arr.dtype.kind == "f" else arr > np.iinfo(np.int64).max
+        if big.any():
+            pos = first_bad_position(big)
+            raise ValueError(f"{name}: expected integers within int64, got {arr[pos].item()!r} at {name}{list(pos)}")
+    # np.asarray, not ascontiguousarray: a scalar stays 0-d, so messages show what was passed
+    return np.asarray(arr, dtype=np.int64, order="C")
 
 
 def _describe(value: Any, arr: np.ndarray) -> str:
@@ -113,6 +121,18 @@ def check_shape(name: str, arr: np.ndarray, expected: Sequence[Optional[int]], a
             raise ValueError(
                 f"{name}: axis {i} ({axes[i]}) should have size {want_n}, got {got} (shape {arr.shape})"
             )
+
+
+def check_path(value: Any, name: str = "path") -> str:
+    """A file name as str: a str or an os.PathLike of str (bytes names are refused, as the
+    ``PathLike`` annotation says)."""
+    try:
+        path = os.fspath(value)
+    except TypeError as e:
+        raise TypeError(f"{name}: expected a str or os.PathLike, got {type(value).__name__}") from e
+    if not isinstance(path, str):
+        raise TypeError(f"{name}: expected a str or os.PathLike of str, got {type(value).__name__} {value!r}")
+    return path
 
 
 def physical_memory() -> int:

@@ -21,6 +21,11 @@ def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(fh)`` on a temporary file in ``path``'s folder, sync it and rename it to
     ``path``: an interrupted save never replaces a good file."""
     folder = os.path.dirname(os.path.abspath(path))
+    # Said up front, naming path: mkstemp's errors would name the temporary file instead.
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"path: the folder {folder!r} of {path!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a folder, expected a file name")
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -35,6 +40,14 @@ def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_file(path: str) -> None:
+    """Refuse, naming ``path``, what cannot be read as a file: nothing there, or a folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a folder, expected a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file: {path!r}")
 
 
 def read_npz(path: str) -> Dict[str, np.ndarray]:

@@ -15,14 +15,13 @@ states past a sequence's end to f_o(b_y) (rnnext: 0).
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from . import interop
-from ._checks import check_int
-from ._files import write_atomic
+from ._checks import check_int, check_path
+from ._files import check_file, write_atomic
 from ._version import __version__
 
 MIN_OPSET = 14  # RNN-14, Reshape-14, Squeeze/Unsqueeze/Slice with axes as inputs
@@ -35,13 +34,6 @@ def _onnx() -> Any:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("this needs the onnx package: pip install 'rnnext[onnx]'") from e
     return onnx
-
-
-def _fspath(path: Any) -> str:
-    try:
-        return os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
 
 
 # -------------------------------------------------------------------------- export
@@ -72,7 +64,7 @@ class _Graph:
 
 def export(model: Any, path: Any, *, with_lengths: bool = False, with_h0: bool = False, opset: int = 14) -> None:
     onnx = _onnx()
-    path = _fspath(path)
+    path = check_path(path)
     for name, flag in (("with_lengths", with_lengths), ("with_h0", with_h0)):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name}: expected a bool, got {flag!r}")
@@ -189,13 +181,11 @@ class _Refusal(ValueError):
 
 def read(cls: Any, path: Any) -> Any:
     onnx = _onnx()
-    path = _fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file: {path!r}")
-    with open(path, "rb") as fh:
-        data = fh.read()
+    path = check_path(path)
+    check_file(path)
     try:
-        proto = onnx.load_model_from_string(data)
+        # With its external data (torch.onnx.export's dynamo exporter writes <path>.data).
+        proto = onnx.load_model(path)
         onnx.checker.check_model(proto)
     except Exception as e:  # protobuf's DecodeError, onnx's ValidationError, ...
         raise ValueError(f"{path}: not a valid ONNX model ({type(e).__name__}: {e})") from e
@@ -362,11 +352,19 @@ class _Reader:
             self.data[self.x] = ("x",)
         else:
             raise _Refusal(f"graph input {self.x!r}: expected float, double or integer data, got element type {elem}")
-        for node in self.graph.node:
-            out = self._node(node)
-            for i, o in enumerate(node.output):
-                if o and out is not None:
-                    self.data[o] = out if i == 0 else ("Y_h", out[1])  # only RNN has two outputs
+        try:
+            for node in self.graph.node:
+                out = self._node(node)
+                for i, o in enumerate(node.output):
+                    if o and out is not None:
+                        self.data[o] = out if i == 0 else ("Y_h", out[1])  # only RNN has two outputs
+        except _Refusal as e:
+            if any(n.op_type == "RNN" for n in self.graph.node):
+                raise
+            raise _Refusal(
+                f"{e}; the graph has no RNN node at all (torch.onnx.export's dynamo exporter, its default "
+                "in recent PyTorch, unrolls nn.RNN into MatMul and Tanh: export with dynamo=False)"
+            ) from None
         if not self.layers:
             raise _Refusal("the graph has no RNN node")
         return self._build(cls)
@@ -647,4 +645,7 @@ class _Reader:
             return None
         if not np.array_equal(values[0], values[1]):
             raise _Refusal("initial_h: depends on the batch size")
-        return values[0] if values[0].any() else None
+        # Zeros are no learned h0 (PyTorch's default state), except in rnnext's own graph,
+        # whose learned h0 is the initializer "h0" (zeros when freshly initialised).
+        own = self.proto.producer_name == "rnnext" and any(t.name == "h0" for t in self.graph.initializer)
+        return values[0] if values[0].any() or own else None

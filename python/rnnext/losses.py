@@ -14,7 +14,7 @@ from typing import Any, Literal, Tuple, get_args
 import numpy as np
 
 from . import _core
-from ._checks import check_choice, first_bad_position, torch_to_numpy
+from ._checks import as_real_array, check_choice, first_bad_position
 
 Reduction = Literal["sum", "mean"]
 REDUCTIONS: Tuple[str, ...] = get_args(Reduction)
@@ -22,7 +22,7 @@ REDUCTIONS: Tuple[str, ...] = get_args(Reduction)
 
 def _prepare(name: str, logits: Any, mask: Any, reduction: str) -> Tuple[np.ndarray, np.ndarray]:
     check_choice("reduction", reduction, REDUCTIONS)
-    z = np.asarray(torch_to_numpy(logits))  # torch tensors: read as values, detached
+    z = as_real_array(name, logits)  # torch tensors: read as values, detached
     if z.dtype.kind not in "fiu":
         raise TypeError(f"{name}: expected real numbers, got dtype {z.dtype}")
     if z.dtype.kind != "f":
@@ -33,7 +33,7 @@ def _prepare(name: str, logits: Any, mask: Any, reduction: str) -> Tuple[np.ndar
     if mask is None:
         m = np.ones(lead, dtype=z.dtype)
     else:
-        m = np.asarray(torch_to_numpy(mask))
+        m = as_real_array("mask", mask)
         if m.dtype.kind not in "biuf":
             raise TypeError(f"mask: expected booleans or numbers, got dtype {m.dtype}")
         if m.shape != lead:
@@ -72,8 +72,10 @@ def softmax_cross_entropy(
             return float(loss), grad
     z, m = _prepare("logits", logits, mask, reduction)
     C = z.shape[-1]
+    if C == 0:
+        raise ValueError(f"logits: expected at least one class on the last axis (..., C), got shape {z.shape}")
     logp = _log_softmax(z)
-    t = np.asarray(torch_to_numpy(targets))
+    t = as_real_array("targets", targets)
     if t.shape == z.shape and t.dtype.kind == "f":
         q = t.astype(z.dtype)
     elif t.shape == z.shape[:-1]:
@@ -104,7 +106,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _targets_like(t: Any, z: np.ndarray) -> np.ndarray:
-    t = np.asarray(torch_to_numpy(t))
+    t = as_real_array("targets", t)
     if t.shape != z.shape:
         raise ValueError(f"targets: expected the shape of the first argument, {z.shape}, got {t.shape}")
     if t.dtype.kind not in "biuf":

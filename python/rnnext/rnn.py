@@ -19,6 +19,7 @@ from ._checks import (
     check_memory,
     check_shape,
     first_bad_position,
+    torch_to_numpy,
 )
 
 if TYPE_CHECKING:  # torch stays optional: only the annotations name it
@@ -544,7 +545,17 @@ class RNN:
         dropout, nothing is kept for ``backward``; unidirectional models only. Checked and
         run in C++, so a call costs about a microsecond at small sizes.
         """
-        return self._core.step(x, h)
+        try:
+            return self._core.step(x, h)
+        except TypeError:
+            # Off the fast path, read x and h as forward() does: torch tensors NumPy cannot
+            # take (bfloat16) converted, token ids as integers (whole-valued floats too).
+            x2, h2 = torch_to_numpy(x), torch_to_numpy(h)
+            if self.vocab_size:
+                x2 = as_int_array("x", x2)
+            if x2 is x and h2 is h:
+                raise
+            return self._core.step(x2, h2)
 
     # ------------------------------------------------------------------ helpers
     def reset_state(self, h: Any, done: Any) -> np.ndarray:

@@ -20,7 +20,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ._files import read_npz, write_npz_atomic
+from ._checks import check_path
+from ._files import check_file, read_npz, write_npz_atomic
 from ._version import __version__
 from .interop import IncompatibleKeys as IncompatibleKeys  # noqa: F401  (its old home)
 from .interop import npz_layout
@@ -82,10 +83,7 @@ def save(model: Any, path: PathLike, vocab: Optional[str] = None) -> None:
     The file is written next to ``path`` under a temporary name and then renamed, so a
     crash never leaves a half-written file at ``path``.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
+    path = check_path(path)
     arrays = dict(
         format_version=np.array(FORMAT_VERSION, dtype=np.int64),
         rnnext_version=np.array(__version__),
@@ -113,12 +111,8 @@ def read_model_file(cls: Any, path: PathLike) -> Tuple[Any, Optional[str]]:
     else wrong: not an ``.npz``, truncated or corrupt, missing or unknown entries, another
     format version, an invalid config, parameters of the wrong size or dtype.
     """
-    try:
-        path = os.fspath(path)
-    except TypeError as e:
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from e
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file: {path!r}")
+    path = check_path(path)
+    check_file(path)
 
     def bad(msg: str) -> ValueError:
         return ValueError(f"{path}: {msg}")
