@@ -74,7 +74,7 @@ BAD_INPUTS = [
     ("clip bad max_norm", "rnnext.optim.clip_grad_norm(r, -1)", "ValueError", "max_norm"),
     ("sgd bad lr", "rnnext.optim.SGD(r, lr=0)", "ValueError", "lr"),
     ("step x shape", "r.step(np.zeros(5))", "ValueError", "x: expected shape (3,) or (B, 3), got shape (5,)"),
-    ("step h shape", "r.step(np.zeros(3), np.zeros(7))", "ValueError", "h: expected shape (4,), got shape (7,)"),
+    ("step h shape", "r.step(np.zeros(3), np.zeros(7))", "ValueError", "h: expected shape (4,) or (1, 4), got shape (7,)"),
     ("step x complex", "r.step(np.zeros(3, complex))", "TypeError", "x: expected an array of real numbers"),
     ("step h strings", "r.step(np.zeros(3), np.array(['a'] * 4))", "TypeError", "h: expected an array of real numbers"),
     ("step x object", "r.step(object())", "TypeError", "x: expected an array of real numbers"),
