@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/_machine.py
+from _machine import cpu_name  # noqa: E402
 
 SHAPES = {  # name: (I, H, O, B, T)
     "stream": (32, 64, 32, 1, 1),
@@ -259,15 +261,6 @@ def time_shape(shape: str, args: argparse.Namespace) -> Dict[str, Any]:
 # ---------------------------------------------------------------------- report
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> Dict[str, Optional[str]]:

@@ -88,6 +88,8 @@ if ARGS.threads == 1:
                                " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import numpy as np  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/_machine.py
+from _machine import cpu_name  # noqa: E402
 
 
 def flops_per_step(I: int, H: int, O: Optional[int], B: int, T: int) -> float:
@@ -433,15 +435,6 @@ def time_streaming() -> Dict[str, Any]:
 # ---------------------------------------------------------------------- report
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt(v: Optional[float], spec: str = "8.2f") -> str:
