@@ -51,6 +51,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=60.0 * d["minutes"],
                    help="training time of each side, validations included (default: rnnext train's)")
     p.add_argument("--hidden", type=int, default=d["hidden"])
+    p.add_argument("--layers", type=int, default=d["layers"])
     p.add_argument("--embedding", type=int, default=d["embedding"])
     p.add_argument("--bptt", type=int, default=d["bptt"])
     p.add_argument("--batch", type=int, default=d["batch"])
@@ -165,20 +166,15 @@ class TorchSide(Side):
 
         super().__init__(args, task, label, threads)
         self.torch = torch
-        V, E, H = model.vocab_size, model.input_size, model.hidden_size
-        p = {k: torch.from_numpy(v.astype("float32").copy()) for k, v in model.params.items()}
-        self.emb = torch.nn.Embedding(V, E)
-        self.rnn = torch.nn.RNN(E, H)  # tanh, time-major, as rnnext
-        self.out = torch.nn.Linear(H, V)
-        with torch.no_grad():
-            self.emb.weight.copy_(p["E"])
-            self.rnn.weight_ih_l0.copy_(p["W_x"].T)
-            self.rnn.weight_hh_l0.copy_(p["W_h"].T)
-            self.rnn.bias_ih_l0.copy_(p["b_h"])
-            self.rnn.bias_hh_l0.zero_()
-            self.out.weight.copy_(p["W_y"].T)
-            self.out.bias.copy_(p["b_y"])
-        self.params = [*self.emb.parameters(), *self.rnn.parameters(), *self.out.parameters()]
+        V, E, H, L = model.vocab_size, model.input_size, model.hidden_size, model.num_layers
+        self.net = torch.nn.ModuleDict({"embedding": torch.nn.Embedding(V, E),
+                                        "rnn": torch.nn.RNN(E, H, num_layers=L),  # tanh, time-major, as rnnext
+                                        "out": torch.nn.Linear(H, V)})
+        self.net.load_state_dict(model.torch_state_dict(rnn_prefix="rnn.", linear_prefix="out."))
+        self.emb, self.rnn, self.out = self.net["embedding"], self.net["rnn"], self.net["out"]
+        for k in range(L):  # rnnext has one bias b_h = bias_ih + bias_hh: train bias_ih alone (zero bias_hh)
+            getattr(self.rnn, f"bias_hh_l{k}").requires_grad_(False)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
         self.h: Any = None
 
@@ -250,14 +246,15 @@ def main() -> int:
     t0 = time.perf_counter()
     first = CharLM(**kw)
     load_s = time.perf_counter() - t0
-    model = first.build_model(args.hidden, seed=args.seed)
+    model = first.build_model(args.hidden, args.layers, seed=args.seed)
     sides: List[Side] = []
     for i, (label, name, threads) in enumerate(specs):
         task = first if i == 0 else CharLM(**kw)
         cls = RnnextSide if name == "rnnext" else TorchSide
         sides.append(cls(args, task, label, threads, model.__deepcopy__({}) if name == "rnnext" else model))
     print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {cpu_name()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads per side; python {platform.python_version()}, rnnext {rnnext.__version__}"
+          f"{args.threads} threads per side; python {platform.python_version()}, rnnext {rnnext.__version__} "
+          f"(GEMM kernel {rnnext._core.gemm_isa()})"
           + (f", torch {sys.modules['torch'].__version__}" if "torch" in sys.modules else ""))
     print(f"data: {first.source}; {len(first.train_ids)} training, {len(first.heldout_ids)} held-out characters, "
           f"vocabulary {len(first.vocab)} (loaded in {load_s:.1f} s)")
@@ -290,7 +287,8 @@ def main() -> int:
         print(f"  {s.label}: " + ", ".join(f"{p['seconds']:.0f}: {p['bits']:.3f}" for p in s.curve))
     result: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "cpu": cpu_name(), "threads": args.threads,
-        "recipe": {k: getattr(args, k) for k in ("seconds", "hidden", "embedding", "bptt", "batch", "lr", "clip",
+        "gemm_isa": rnnext._core.gemm_isa(),
+        "recipe": {k: getattr(args, k) for k in ("seconds", "hidden", "layers", "embedding", "bptt", "batch", "lr", "clip",
                                                    "schedule", "validations", "seed")},
         "wall_seconds": wall,
         "sides": {s.label: {"threads": s.threads, "steps": s.steps, "seconds": s.clock, "steps_per_s": s.steps / s.clock,
