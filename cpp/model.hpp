@@ -390,8 +390,8 @@ public:
             for (Index b = 0; b < B; ++b) {
                 if (ids[b] < 0 || ids[b] >= cfg.vocab_size)
                     throw std::invalid_argument("x: token ids must be in [0, " + std::to_string(cfg.vocab_size) +
-                                                "), got " + std::to_string(ids[b]) + " at x[" + std::to_string(b) +
-                                                "]");
+                                                "), got " + std::to_string(ids[b]) +
+                                                (B > 1 ? " at x[" + std::to_string(b) + "]" : std::string()));
                 std::memcpy(step_in_.data() + b * I, p + E_ + ids[b] * I, sizeof(T) * I);
             }
             in = step_in_.data();

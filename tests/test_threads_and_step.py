@@ -257,6 +257,9 @@ STEP_ERRORS = [
     (dict(bidirectional=True), "step(np.zeros(3), None)", ValueError, r"unidirectional"),
     (dict(vocab_size=4), "step(np.array([0.5]), None)", TypeError, r"x: expected integers \(or whole-valued floats\), got 0.5 at x\[0\]"),
     (dict(vocab_size=4), "step(np.array([1, 4]), None)", ValueError, r"x: token ids must be in \[0, 4\), got 4 at x\[1\]"),
+    # a scalar id has no position to name (was "at x[0]" and "at x[]")
+    (dict(vocab_size=4), "step(7, None)", ValueError, r"x: token ids must be in \[0, 4\), got 7$"),
+    (dict(vocab_size=4), "step(0.5, None)", TypeError, r"x: expected integers \(or whole-valued floats\), got 0.5$"),
     (dict(vocab_size=4), "step(np.zeros((2, 2), int), None)", ValueError, r"x: expected token ids of shape \(\) or \(B,\)"),
 ]
 

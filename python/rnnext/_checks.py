@@ -71,14 +71,14 @@ def as_int_array(name: str, value: Any) -> np.ndarray:
         whole = np.isfinite(arr) & (arr == np.round(arr))
         if not whole.all():
             pos = first_bad_position(~whole)
-            raise TypeError(f"{name}: expected integers (or whole-valued floats), got {arr[pos].item()!r} at {name}{list(pos)}")
+            raise TypeError(f"{name}: expected integers (or whole-valued floats), got {arr[pos].item()!r}{at(name, pos)}")
     elif arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integers, got {_describe(value, arr)}")
     if arr.dtype.kind in "fu":  # int64 must hold them all, not wrap
         big = (arr < -(2**63)) | (arr >= 2**63) if arr.dtype.kind == "f" else arr > np.iinfo(np.int64).max
         if big.any():
             pos = first_bad_position(big)
-            raise ValueError(f"{name}: expected integers within int64, got {arr[pos].item()!r} at {name}{list(pos)}")
+            raise ValueError(f"{name}: expected integers within int64, got {arr[pos].item()!r}{at(name, pos)}")
     # np.asarray, not ascontiguousarray: a scalar stays 0-d, so messages show what was passed
     return np.asarray(arr, dtype=np.int64, order="C")
 
@@ -153,6 +153,11 @@ def check_memory(what: str, nbytes: int) -> None:
 def first_bad_position(mask: np.ndarray) -> tuple:
     """Index of the first True in a boolean array, as a tuple."""
     return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def at(name: str, pos: tuple) -> str:
+    """Where a bad value is, for a message: " at x[0, 3]", or nothing for a scalar."""
+    return f" at {name}[{', '.join(map(str, pos))}]" if pos else ""
 
 
 def check_keys(name: str, got: Iterable[str], allowed: Iterable[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Tuple, get_args
 import numpy as np
 
 from . import _core
-from ._checks import as_real_array, check_choice, first_bad_position
+from ._checks import as_real_array, at, check_choice, first_bad_position
 
 Reduction = Literal["sum", "mean"]
 REDUCTIONS: Tuple[str, ...] = get_args(Reduction)
@@ -84,7 +84,7 @@ def softmax_cross_entropy(
         bad = ((t < 0) | (t >= C)) & (m != 0)
         if bad.any():
             pos = first_bad_position(bad)
-            raise ValueError(f"targets: class ids must be in [0, {C}), got {int(t[pos])} at targets{list(pos)}")
+            raise ValueError(f"targets: class ids must be in [0, {C}), got {int(t[pos])}{at('targets', pos)}")
         q = np.zeros_like(z)
         np.put_along_axis(q, np.clip(t, 0, C - 1)[..., None].astype(np.intp), 1.0, axis=-1)
     else:

@@ -13,6 +13,7 @@ from ._checks import (
     as_float_array,
     as_int_array,
     as_real_array,
+    at,
     check_choice,
     check_dtype,
     check_int,
@@ -411,7 +412,7 @@ class RNN:
             if bad.any():
                 pos = first_bad_position(bad)
                 raise ValueError(
-                    f"x: token ids must be in [0, {self.vocab_size}), got {int(ids[pos])} at x{list(pos)}"
+                    f"x: token ids must be in [0, {self.vocab_size}), got {int(ids[pos])}{at('x', pos)}"
                 )
             ids = ids[:, None] if unbatched else (np.ascontiguousarray(ids.T) if bf else ids)
             T, B = ids.shape
