@@ -102,6 +102,8 @@ def test_from_torch_rejects_what_rnnext_cannot_represent():
         rnnext.RNN.from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(5, 2))
     with pytest.raises(ValueError, match="nonlinearity"):
         rnnext.RNN(3, 4, nonlinearity="sigmoid").to_torch()
+    with pytest.raises(TypeError, match="num_layers: taken from rnn_module"):
+        rnnext.RNN.from_torch(torch.nn.RNN(3, 4), num_layers=2)  # was Python's "multiple values" error
 
 
 # ------------------------------------------------------------------------ state dicts

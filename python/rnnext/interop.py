@@ -255,6 +255,9 @@ def from_torch(cls: Any, rnn_module: Any, linear: Any = None, **kwargs: Any) -> 
         raise ValueError(
             f"linear: expected in_features = {D * H} (directions * hidden_size), got {linear.in_features}"
         )
+    taken = sorted(set(kwargs) & {"nonlinearity", "num_layers", "bidirectional", "dropout"})
+    if taken:
+        raise TypeError(f"{', '.join(taken)}: taken from rnn_module, not accepted as keyword arguments")
     dtype = rnn_module.weight_ih_l0.dtype
     model = cls(
         rnn_module.input_size,
