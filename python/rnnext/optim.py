@@ -54,6 +54,7 @@ class Optimizer:
     buffers: tuple = ()
     # Hyper-parameters saved in state_dict() and checked by load_state_dict().
     hyper: tuple = ("weight_decay",)
+    decoupled = False  # True: weight_decay acts on p in _update (AdamW), not through the gradient
 
     def __init__(self, model: Any, lr: float, lr_schedule: Schedule = None, weight_decay: float = 0.0) -> None:
         self._p, self._g = _flat(model)
@@ -61,7 +62,7 @@ class Optimizer:
         self.lr = _check_lr(lr)
         self.weight_decay = _check_float("weight_decay", weight_decay, 0.0)
         # g + weight_decay * p is formed here, allocated once.
-        self._g_decayed = np.empty_like(self._p) if self.weight_decay else self._g
+        self._g_decayed = np.empty_like(self._p) if self.weight_decay and not self.decoupled else self._g
         if lr_schedule is not None and not callable(lr_schedule):
             raise TypeError(f"lr_schedule: expected a callable step -> factor, got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
@@ -90,7 +91,7 @@ class Optimizer:
 
     def _grad(self) -> np.ndarray:
         """The gradient the update uses: ``g``, plus ``weight_decay * p`` (L2)."""
-        if not self.weight_decay:
+        if not self.weight_decay or self.decoupled:
             return self._g
         np.multiply(self._p, self._p.dtype.type(self.weight_decay), out=self._g_decayed)
         self._g_decayed += self._g
@@ -331,6 +332,8 @@ class AdamW(Adam):
     ``weight_decay`` defaults to PyTorch's 0.01.
     """
 
+    decoupled = True
+
     def __init__(
         self,
         model: Any,
@@ -342,10 +345,6 @@ class AdamW(Adam):
         lr_schedule: Schedule = None,
     ) -> None:
         super().__init__(model, lr, betas, eps=eps, weight_decay=weight_decay, lr_schedule=lr_schedule)
-        self._g_decayed = self._g  # the decay acts on p, not on the gradient
-
-    def _grad(self) -> np.ndarray:
-        return self._g
 
     def _update(self, lr: Any) -> None:
         if self.weight_decay:
