@@ -69,6 +69,23 @@ def inputs(model, T, B, with_lengths, with_h0, rng):
     return x, kwargs, feeds
 
 
+def check_against_onnxruntime(model, session, back, make_inputs, with_lengths, with_h0):
+    """onnxruntime's outputs equal the model's to 1e-5, and the imported model's exactly, at
+    several dynamic (T, B); returns the model's and onnxruntime's y at the last, (9, 3)."""
+    rng = np.random.default_rng(1)
+    for T, B in ((6, 5), (1, 5), (9, 3)):
+        x, fw, feeds = make_inputs(model, T, B, with_lengths, with_h0, rng)
+        y, h_n = model(x, **fw)
+        oy, oh = session.run(["y", "h_n"], feeds)
+        assert oy.shape == y.shape and oh.shape == h_n.shape
+        np.testing.assert_allclose(oy, y, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(oh, h_n, rtol=0, atol=1e-5)
+        y2, h2 = back(x, **fw)
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(h2, h_n)
+    return y, oy
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_onnxruntime_matches_forward_and_import_round_trips(case, tmp_path):
     kwargs, with_lengths, with_h0 = CASES[case]
@@ -80,17 +97,7 @@ def test_onnxruntime_matches_forward_and_import_round_trips(case, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     back = rnnext.from_onnx(path).eval()
     assert back.config == model.config
-    rng = np.random.default_rng(1)
-    for T, B in ((6, 5), (1, 5), (9, 3)):  # T and B are dynamic
-        x, fw, feeds = inputs(model, T, B, with_lengths, with_h0, rng)
-        y, h_n = model(x, **fw)
-        oy, oh = session.run(["y", "h_n"], feeds)
-        assert oy.shape == y.shape and oh.shape == h_n.shape
-        np.testing.assert_allclose(oy, y, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(oh, h_n, rtol=0, atol=1e-5)
-        y2, h2 = back(x, **fw)
-        np.testing.assert_array_equal(y2, y)
-        np.testing.assert_array_equal(h2, h_n)
+    y, _ = check_against_onnxruntime(model, session, back, inputs, with_lengths, with_h0)
     if with_lengths:  # the check above saw zeros past the ends and h0 for an empty sequence
         assert np.all(y[2:, 1] == 0) and np.all(y[:, 2] == 0)
 
@@ -330,19 +337,9 @@ def test_batch_first_model_exports_batch_first_graph(case, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     back = rnnext.from_onnx(path).eval()
     assert back.config == model.config and back.batch_first
-    rng = np.random.default_rng(1)
-    for T, B in ((6, 5), (1, 5), (9, 3)):
-        x, fw, feeds = batch_first_inputs(model, T, B, with_lengths, with_h0, rng)
-        y, h_n = model(x, **fw)
-        assert y.shape[:2] == (B, T)
-        oy, oh = session.run(["y", "h_n"], feeds)
-        assert oy.shape == y.shape and oh.shape == h_n.shape
-        np.testing.assert_allclose(oy, y, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(oh, h_n, rtol=0, atol=1e-5)
-        y2, h2 = back(x, **fw)
-        np.testing.assert_array_equal(y2, y)
-        np.testing.assert_array_equal(h2, h_n)
-    if with_lengths and T > 2:  # zeros past the ends, on the batch-first axes
+    y, oy = check_against_onnxruntime(model, session, back, batch_first_inputs, with_lengths, with_h0)
+    assert y.shape[:2] == (3, 9)  # (B, T) of the last shape checked
+    if with_lengths:  # zeros past the ends, on the batch-first axes
         assert np.all(oy[1, 2:] == 0) and np.all(oy[2] == 0) and np.any(oy[0, 2:] != 0)
 
 
