@@ -4,7 +4,8 @@ the same wall time, the same data, side by side in one run.
 Both sides train the charlm task's model (embedding E, one tanh layer of H, a linear output
 over the vocabulary) on the same corpus and split as `rnnext train` (by default the
 standard library's top-level .py files): the same initial parameters (PyTorch's modules
-are filled with rnnext's), Adam with the same hyper-parameters, global gradient-norm
+are filled with rnnext's; nn.RNN's bias_hh stays zero and untrained, since rnnext's one
+b_h is bias_ih + bias_hh), Adam with the same hyper-parameters, global gradient-norm
 clipping, the same learning-rate schedule (cosine over the time budget by default, as
 `rnnext train`), truncated BPTT with the state carried from chunk to chunk, and the same
 batches in the same order (two copies of the task drawn with the same seed). PyTorch is
