@@ -1,6 +1,7 @@
 """Shared test helpers, and the rule that in CI (CI=true) a test skipped for a missing package
 fails instead: everything the suite needs is in the `test` extra of pyproject.toml."""
 
+import importlib.util
 import os
 import sys
 
@@ -55,6 +56,14 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def load_script(path):
+    """A script of bench/ or examples/ (not a package) imported as a module."""
+    spec = importlib.util.spec_from_file_location(os.path.basename(str(path))[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def numeric_grad(f, arr, eps=1e-6):

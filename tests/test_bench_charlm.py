@@ -3,7 +3,6 @@ parameters, scores the held-out text as rnnext does, and after the same training
 (same batches, carried state, Adam, clipping) still agrees with rnnext. Correctness only;
 no timing is asserted."""
 
-import importlib.util
 import pathlib
 
 import numpy as np
@@ -11,15 +10,14 @@ import pytest
 
 from rnnext.tasks import CharLM
 
+from conftest import load_script
+
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench" / "bench_charlm.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_charlm", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@
 its float64 forward give the outputs of the notes' reference and of rnnext with the same
 weights. Correctness only; no timing is asserted."""
 
-import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
 
 import rnnext
+from conftest import load_script
 from reference import forward as reference_forward
 
 BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench" / "bench_infer.py"
@@ -16,10 +16,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / "bench" / "bench_infer.
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_infer", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(BENCH)
 
 
 def problem(I, H, O, B, T, seed=0):

@@ -1,10 +1,11 @@
 """Each architecture example of examples/ runs and learns its task, scored on inputs it was
 not trained on (fresh noisy inputs, or sequences kept out of training)."""
 
-import importlib.util
 import pathlib
 
 import pytest
+
+from conftest import load_script
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
@@ -20,10 +21,7 @@ CASES = {
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name[:-3], EXAMPLES / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / name)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
